@@ -1,0 +1,25 @@
+"""Test-run settings shared by the unit tests and by nbval over the solution notebooks.
+
+Kernels started by nbval inherit this process's environment, so the notebooks run in smoke mode, draw
+their figures off-screen and write caches and recorded numbers to a temporary folder, not the checkout.
+An explicit DGM_MODE (e.g. `DGM_MODE=standard pytest solutions/01_background.ipynb`) is respected.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).parent
+_scratch = Path(tempfile.mkdtemp(prefix="dgm-tests-"))
+
+os.environ.setdefault("DGM_MODE", "smoke")
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("DGM_CACHE_DIR", str(_scratch / "cache"))
+os.environ.setdefault("DGM_RESULTS_DIR", str(_scratch / "results"))
+os.environ.setdefault("PYTHONHASHSEED", "0")
+_shared_mnist = ROOT.parent / "shared" / "data" / "mnist"
+if "DGM_DATA_DIR" not in os.environ and _shared_mnist.is_dir():
+    os.environ["DGM_DATA_DIR"] = str(_shared_mnist)
+
+# student notebooks stop at their stubs by design; they are tested by tests/test_pipeline.py instead
+collect_ignore_glob = ["lectures/*", ".venv/*"]

@@ -1,0 +1,16 @@
+"""Helpers for the course "Deep Generative Models, from background to diffusion".
+
+Infrastructure only (data, training loop, plots, metrics, checks, widgets, results, grading) plus components
+that an earlier lecture derived; the model a lecture teaches is always written in that lecture's notebook.
+"""
+
+from . import checks, metrics, mnist, plot, toy, widgets
+from .results import record
+from .runtime import budget, cache_dir, device, mode, seed_everything, setup
+from .train import evaluate, fit, train_or_load
+
+__all__ = [
+    "budget", "cache_dir", "checks", "device", "evaluate", "fit", "metrics", "mnist", "mode", "plot", "record",
+    "seed_everything", "setup", "toy", "train_or_load", "widgets",
+]
+__version__ = "0.1.0"

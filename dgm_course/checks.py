@@ -1,0 +1,211 @@
+"""Property checks behind the exercises: each passes for every correct implementation and says why a wrong one fails.
+
+A failed check raises `CheckError` (an AssertionError, so nbval and pytest count it as a failure) whose message
+gives what was expected, what was found, and a hint; it never shows the solution.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from scipy import stats
+
+
+class CheckError(AssertionError):
+    """An exercise check failed."""
+
+
+def fail(what: str, expected: str, found: str, hint: str = "") -> None:
+    """Raise a CheckError with the course's message layout."""
+    message = f"{what}\n  expected: {expected}\n  found:    {found}"
+    if hint:
+        message += f"\n  hint:     {hint}"
+    raise CheckError(message)
+
+
+def passed(exercise: str) -> None:
+    """Print the line a student sees when an exercise passes."""
+    print(f"[passed] {exercise}")
+
+
+def _fmt(value) -> str:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        return f"{value.item():.6g}" if value.numel() == 1 else f"tensor of shape {tuple(value.shape)}"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return repr(value)
+
+
+def check_tensor(name: str, value, shape: Sequence[int | None] | None = None, dtype: torch.dtype | None = None,
+                 finite: bool = True) -> torch.Tensor:
+    """Check that `value` is a tensor of the given shape (None = any size) and dtype, without NaN/inf."""
+    if not isinstance(value, torch.Tensor):
+        fail(f"{name} has the wrong type", "a torch.Tensor", type(value).__name__)
+    if shape is not None and (value.ndim != len(shape) or any(s is not None and s != v for s, v in zip(shape, value.shape, strict=False))):
+        pretty = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+        fail(f"{name} has the wrong shape", pretty, f"{tuple(value.shape)}", "check which dimensions you reduce over")
+    if dtype is not None and value.dtype != dtype:
+        fail(f"{name} has the wrong dtype", str(dtype), str(value.dtype))
+    if finite and torch.is_floating_point(value) and not torch.isfinite(value).all():
+        fail(f"{name} contains NaN or inf", "finite values", "non-finite entries", "look for log(0) or a division by zero")
+    return value
+
+
+def check_close(name: str, found, expected, atol: float = 1e-6, rtol: float = 1e-5, hint: str = "") -> None:
+    """Check found ≈ expected elementwise (tensors, arrays or numbers)."""
+    f, e = (torch.as_tensor(v).detach().cpu().double() for v in (found, expected))
+    if f.shape != e.shape:
+        fail(f"{name} has the wrong shape", str(tuple(e.shape)), str(tuple(f.shape)), hint)
+    if not torch.isfinite(f).all() and not torch.equal(torch.isfinite(f), torch.isfinite(e)):
+        fail(f"{name} contains NaN or inf", "finite values", "non-finite entries", hint)
+    if not torch.allclose(f, e, atol=atol, rtol=rtol, equal_nan=True):
+        worst = (f - e).abs().nan_to_num(math.inf).argmax()
+        fail(f"{name} is not close enough (atol={atol:g}, rtol={rtol:g})",
+             _fmt(e.reshape(-1)[worst]) + ("" if e.numel() == 1 else f" (at flat index {int(worst)})"),
+             _fmt(f.reshape(-1)[worst]), hint)
+
+
+def dependency_matrix(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Boolean (D_out, D) matrix: entry [i, j] is True when output variable i depends on input j at the point x.
+
+    x is one point (D,); f maps a batch (1, D) to (1, D_out) or (1, D_out, K) (K values per output variable).
+    Masked-out connections give exact zeros in the autograd Jacobian, so the test is `!= 0`.
+    """
+    x = x.detach().reshape(1, -1).float()
+    d_out = f(x).shape[1]
+    jac = torch.autograd.functional.jacobian(lambda v: f(v).reshape(d_out, -1), x)  # (D_out, K, 1, D)
+    return jac.abs().sum(dim=(1, 2)) > 0
+
+
+def check_autoregressive(f: Callable[[torch.Tensor], torch.Tensor], dim: int, order: Sequence[int] | None = None,
+                         require_all: bool = False, seed: int = 0, name: str = "the model") -> None:
+    """Check that output i depends only on inputs that come strictly before i in `order` (default 0, 1, ..., dim-1).
+
+    With `require_all`, output i must also depend on every earlier input (no connection lost).
+    f maps (B, dim) to (B, dim) or (B, dim, K); it is evaluated at a random point.
+    """
+    order = list(range(dim)) if order is None else list(order)
+    if sorted(order) != list(range(dim)):
+        raise ValueError(f"order must be a permutation of 0..{dim - 1}; got {order}")
+    x = torch.randn(dim, generator=torch.Generator().manual_seed(seed))
+    with torch.enable_grad():
+        deps = dependency_matrix(f, x)
+    if deps.shape != (dim, dim):
+        fail(f"{name} has the wrong output size", f"{dim} outputs, one per input", f"{deps.shape[0]}")
+    rank = torch.empty(dim, dtype=torch.long)
+    rank[torch.tensor(order)] = torch.arange(dim)
+    allowed = rank[None, :] < rank[:, None]  # [i, j]: j comes before i
+    bad = deps & ~allowed
+    if bad.any():
+        i, j = (int(v) for v in bad.nonzero()[0])
+        what = "itself" if i == j else f"input {j}, which comes after it in the ordering"
+        fail(f"{name} is not autoregressive", f"output {i} depends only on inputs before it",
+             f"output {i} depends on {what} ({int(bad.sum())} forbidden dependencies in all)",
+             "check the mask offset: a variable must never see itself or later variables")
+    if require_all:
+        missing = allowed & ~deps
+        if missing.any():
+            i, j = (int(v) for v in missing.nonzero()[0])
+            fail(f"{name} drops connections", f"output {i} depends on every earlier input",
+                 f"it ignores input {j} ({int(missing.sum())} missing dependencies in all)",
+                 "the mask may be shifted one step too far")
+
+
+def _unpack(out):
+    if isinstance(out, tuple) and len(out) == 2:
+        return out
+    return out, None
+
+
+def check_invertible(forward: Callable, inverse: Callable, x: torch.Tensor, atol: float = 1e-5,
+                     name: str = "the flow") -> None:
+    """Check inverse(forward(x)) ≈ x; forward and inverse may return y or (y, log_det)."""
+    with torch.no_grad():
+        y, _ = _unpack(forward(x))
+        check_tensor(f"{name}'s output", y, shape=tuple(x.shape))
+        x_back, _ = _unpack(inverse(y))
+        check_tensor(f"{name}'s inverse output", x_back, shape=tuple(x.shape))
+    err = (x_back - x).abs().max().item()
+    if not err <= atol:
+        fail(f"{name}'s inverse does not undo its forward pass", f"max |f^-1(f(x)) - x| <= {atol:g}", f"{err:.3g}",
+             "apply the inverse operations in reverse order, each one undone exactly")
+
+
+def check_log_det(forward: Callable, x: torch.Tensor, atol: float = 1e-4, name: str = "the flow") -> None:
+    """Check the per-sample log_det of forward(x) -> (y, log_det) against slogdet of the autograd Jacobian.
+
+    The Jacobian is taken in x's dtype: pass float64 x (and a float64 module) for a tight tolerance.
+    """
+    x = x.detach()
+    if x.ndim != 2:
+        raise ValueError(f"check_log_det expects x of shape (B, D); got {tuple(x.shape)}")
+    y, log_det = _unpack(forward(x))
+    if log_det is None:
+        fail(f"{name} returns no log-determinant", "a pair (y, log_det)", type(forward(x)).__name__)
+    check_tensor(f"{name}'s log_det", log_det, shape=(x.shape[0],))
+    for b in range(x.shape[0]):
+        jac = torch.autograd.functional.jacobian(lambda v: _unpack(forward(v[None]))[0][0], x[b])
+        sign, true = torch.linalg.slogdet(jac)
+        if abs(float(log_det[b]) - float(true)) > atol:
+            fail(f"{name}'s log_det is wrong for sample {b}", f"log|det J| = {float(true):.6g} (from autograd)",
+                 f"{float(log_det[b]):.6g}", "sum the log of the absolute diagonal terms; did you drop a term or a sign?")
+
+
+def check_normalized(log_prob: Callable[[torch.Tensor], torch.Tensor], lo: float, hi: float, dim: int = 1,
+                     n: int = 2001, atol: float = 1e-2, name: str = "the density") -> None:
+    """Check that exp(log_prob) integrates to 1 over [lo, hi]^dim (dim 1 or 2), by the trapezoidal rule."""
+    if dim not in (1, 2):
+        raise ValueError(f"check_normalized integrates in 1 or 2 dimensions; got dim={dim}")
+    n = n if dim == 1 else min(n, 401)
+    axis = torch.linspace(lo, hi, n, dtype=torch.float64)
+    pts = axis[:, None] if dim == 1 else torch.cartesian_prod(axis, axis)
+    with torch.no_grad():
+        values = log_prob(pts.float() if dim == 2 else pts.float().squeeze(1))
+    check_tensor(f"{name} (log-density values)", values, shape=(len(pts),))
+    p = values.double().exp().reshape((n,) if dim == 1 else (n, n))
+    total = torch.trapezoid(p, axis) if dim == 1 else torch.trapezoid(torch.trapezoid(p, axis), axis)
+    if abs(float(total) - 1) > atol:
+        fail(f"{name} does not integrate to 1", "1.0", f"{float(total):.4f}",
+             "a missing normalizing constant or Jacobian factor changes the total mass")
+
+
+def check_sampler(sample: Callable[[int, torch.Generator], torch.Tensor], probs: torch.Tensor, n: int = 20000,
+                  seed: int = 0, alpha: float = 1e-3, name: str = "the sampler") -> None:
+    """Chi-square test at a fixed seed that `sample(n, generator)` (int outcomes in 0..K-1) follows `probs` (K,)."""
+    probs = torch.as_tensor(probs, dtype=torch.float64).reshape(-1)
+    k = len(probs)
+    draws = sample(n, torch.Generator().manual_seed(seed))
+    check_tensor(f"{name}'s output", draws, shape=(n,))
+    if torch.is_floating_point(draws) or draws.min() < 0 or draws.max() >= k:
+        fail(f"{name} returns values out of range", f"integers in 0..{k - 1}",
+             f"{draws.dtype} values from {_fmt(draws.min())} to {_fmt(draws.max())}")
+    counts = torch.bincount(draws.long().cpu(), minlength=k).double()
+    keep = probs > 0
+    if counts[~keep].sum() > 0:
+        i = int((counts * (~keep)).argmax())
+        fail(f"{name} produces an impossible outcome", f"outcome {i} never (probability 0)",
+             f"{int(counts[i])} times out of {n}")
+    expected = probs[keep] * n
+    chi2, p_value = stats.chisquare(counts[keep].numpy(), (expected / expected.sum() * counts[keep].sum()).numpy())
+    if p_value < alpha:
+        worst = int(((counts[keep] - expected).abs() / expected.sqrt()).argmax())
+        idx = int(torch.arange(k)[keep][worst])
+        fail(f"{name} does not follow the target distribution (chi-square p = {p_value:.2g} < {alpha:g})",
+             f"outcome {idx} about {float(expected[worst]):.0f} times in {n}", f"{int(counts[idx])} times",
+             "check that each variable is drawn from its conditional given the values already drawn")
+
+
+def check_sum_to_one(name: str, probs: torch.Tensor, dim: int = -1, atol: float = 1e-5) -> None:
+    """Check that probabilities are non-negative and sum to 1 along `dim`."""
+    check_tensor(name, probs)
+    if (probs < -atol).any():
+        fail(f"{name} has negative entries", "probabilities >= 0", f"minimum {_fmt(probs.min())}")
+    sums = probs.sum(dim)
+    err = (sums - 1).abs().max().item()
+    if err > atol:
+        fail(f"{name} does not sum to 1 along dim {dim}", "sums of 1", f"sums from {sums.min().item():.4g} to {sums.max().item():.4g}",
+             "normalize over the right axis")
+

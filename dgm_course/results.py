@@ -1,0 +1,141 @@
+"""Headline numbers: `record(...)` from the solution notebooks, and the results table of the README.
+
+`python -m dgm_course.results` rewrites the table between the README's `<!-- results:start -->` and
+`<!-- results:end -->` markers from `results/*.json`, beside the targets of COURSE.md (kept in `TARGETS`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from .runtime import mode
+
+# (lecture, name) -> (standard target, full target, published figure with its source). A target reads
+# "<= 93" or ">= 24" when it is a bound the table can test; anything else is shown as written.
+TARGETS: dict[tuple[str, str], tuple[str, str, str]] = {
+    ("01_background", "histogram_test_nll"): ("", "", "baseline for the mixture"),
+    ("01_background", "mixture_test_nll"): ("< histogram", "< histogram", "no published figure: course data"),
+    ("02_autoregressive_models", "fvsbn_test_nll"): ("<= 100", "<= 97", "96.6 (FVSBN reimplementation, IWAE protocol)"),
+    ("02_autoregressive_models", "nade_test_nll"): ("<= 95", "<= 89", "88.9 (Uria et al. 2016)"),
+    ("02_autoregressive_models", "made_test_nll"): ("<= 93", "<= 87", "88.0 one mask / 86.6 ensemble (Germain et al. 2015)"),
+    ("03_maximum_likelihood", "pixelcnn_test_nll"): ("<= 92", "<= 82", "81.3 (van den Oord et al. 2016)"),
+    ("03_maximum_likelihood", "arithmetic_coding_gap_pct"): ("<= 1", "<= 1", "coding overhead vs model NLL"),
+    ("04_latent_variable_models", "em_vs_sklearn_loglik_diff"): ("<= 0.001", "<= 0.001", "scikit-learn GaussianMixture"),
+    ("05_variational_autoencoders", "vae_test_nll"): ("<= 95", "<= 87", "86.8 (Burda et al. 2016, one layer)"),
+    ("05_variational_autoencoders", "iwae50_test_nll"): ("<= 93", "<= 85", "84.8 (Burda et al. 2016, k=50)"),
+    ("07_flow_architectures", "realnvp_mnist_bpd"): ("<= 1.6", "<= 1.1", ""),
+    ("08_gans", "ring_modes"): (">= 8", ">= 8", "of 8 modes"),
+    ("08_gans", "grid_modes"): (">= 24", ">= 24", "of 25 modes"),
+    ("08_gans", "grid_high_quality"): (">= 0.9", ">= 0.9", "fraction within 3 sigma of a mode"),
+    ("11_training_energy_based_models", "nce_logz_error"): ("<= 0.05", "<= 0.05", "nats, against the exact log Z"),
+}
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def results_dir() -> Path:
+    """`DGM_RESULTS_DIR`, else `results/` at the root of the course checkout holding the working directory."""
+    if os.environ.get("DGM_RESULTS_DIR"):
+        return Path(os.environ["DGM_RESULTS_DIR"])
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "solutions").is_dir() and (folder / "dgm_course").is_dir():
+            return folder / "results"
+    return here / "results"
+
+
+def record(lecture: str, name: str, value: float, unit: str, n_data: int | None = None,
+           wall_time_s: float | None = None, note: str = "") -> dict:
+    """Record one headline number of a lecture for the current mode (replacing an earlier value of the same name)."""
+    if not re.fullmatch(r"\d\d_[a-z0-9_]+", lecture or ""):
+        raise ValueError(f"lecture must look like '01_background'; got {lecture!r}")
+    if not re.fullmatch(r"[a-z0-9_]+", name or ""):
+        raise ValueError(f"name must be lower_snake_case; got {name!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: value must be a finite number; got {value}")
+    path = results_dir() / f"{lecture}.{mode()}.json"
+    numbers = json.loads(path.read_text())["numbers"] if path.exists() else []
+    entry = {"name": name, "value": value, "unit": unit, "n_data": n_data,
+             "wall_time_s": None if wall_time_s is None else round(float(wall_time_s), 1), "note": note,
+             "date": _dt.date.today().isoformat()}
+    numbers = [e for e in numbers if e["name"] != name] + [entry]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+    with os.fdopen(fd, "w") as f:
+        json.dump({"lecture": lecture, "mode": mode(), "numbers": numbers}, f, indent=1)
+    os.replace(tmp, path)
+    print(f"recorded {lecture}/{name} = {value:.6g} {unit} ({mode()} mode)")
+    return entry
+
+
+def _met(target: str, value: float) -> str:
+    m = re.fullmatch(r"\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*", target)
+    if not m:
+        return ""
+    op, bound = m.group(1), float(m.group(2))
+    ok = {"<=": value <= bound, ">=": value >= bound, "<": value < bound, ">": value > bound}[op]
+    return "yes" if ok else "**no**"
+
+
+def table(folder: Path | None = None) -> str:
+    """The Markdown results table from every `results/*.json`, one row per recorded number and mode."""
+    folder = folder or results_dir()
+    rows = ["| lecture | number | value | unit | mode | data | wall time | standard target | full target | met | published / reference |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    order = {"full": 0, "standard": 1, "smoke": 2}
+    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    entries = []
+    for path in files:
+        data = json.loads(path.read_text())
+        entries += [(data["lecture"], order.get(data["mode"], 3), data["mode"], e) for e in data["numbers"]]
+    for lecture, _, run_mode, e in sorted(entries, key=lambda t: (t[0], t[1])):
+        standard, full, published = TARGETS.get((lecture, e["name"]), ("", "", ""))
+        target = {"standard": standard, "full": full}.get(run_mode, "")
+        wall = "" if e["wall_time_s"] is None else f"{e['wall_time_s']:.0f} s"
+        rows.append(f"| {lecture} | {e['name']} | {e['value']:.4g} | {e['unit']} | {run_mode} | {e['n_data'] or ''} | "
+                    f"{wall} | {standard} | {full} | {_met(target, e['value'])} | {published} |")
+    if len(rows) == 2:
+        rows.append("| (nothing recorded yet) | | | | | | | | | | |")
+    return "\n".join(rows)
+
+
+def update_readme(readme: Path, folder: Path | None = None) -> bool:
+    """Rewrite the table between the markers of `readme`; returns whether the file changed."""
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise ValueError(f"{readme} needs the markers {START} and {END} around the results table")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    new = f"{head}{START}\n{table(folder)}\n{END}{tail}"
+    if new != text:
+        readme.write_text(new)
+    return new != text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: regenerate the README's results table (`--check` only reports whether it is stale)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    parser.add_argument("--results", type=Path, default=None, help="folder of recorded numbers (default: results/)")
+    parser.add_argument("--check", action="store_true", help="exit 1 if the table is stale, change nothing")
+    args = parser.parse_args(argv)
+    if args.check:
+        text = args.readme.read_text()
+        fresh = f"{START}\n{table(args.results)}\n{END}" in text
+        print("results table is up to date" if fresh else "results table is stale: run python -m dgm_course.results")
+        return 0 if fresh else 1
+    changed = update_readme(args.readme, args.results)
+    print(f"{args.readme}: results table {'updated' if changed else 'already up to date'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,117 @@
+"""The generic checkers: each passes a correct object and rejects the common wrong ones with a clear message."""
+
+import math
+
+import pytest
+import torch
+
+from dgm_course import checks
+from dgm_course.checks import CheckError
+
+
+def masked_linear(dim, offset):
+    """x -> x @ (W * mask).T with mask = tril(ones, offset); offset -1 is autoregressive, 0 sees itself."""
+    w = torch.randn(dim, dim, generator=torch.Generator().manual_seed(0))
+    mask = torch.tril(torch.ones(dim, dim), offset)
+    return lambda x: x @ (w * mask).T
+
+
+def test_autoregressive_accepts_strict_mask_and_rejects_offsets():
+    checks.check_autoregressive(masked_linear(6, -1), 6, require_all=True)
+    with pytest.raises(CheckError, match="output 0 depends on itself"):
+        checks.check_autoregressive(masked_linear(6, 0), 6)
+    with pytest.raises(CheckError, match="drops connections"):
+        checks.check_autoregressive(masked_linear(6, -2), 6, require_all=True)
+    checks.check_autoregressive(masked_linear(6, -2), 6)  # still autoregressive, only weaker
+
+
+def test_autoregressive_with_an_ordering_and_several_outputs_per_variable():
+    order = [2, 0, 3, 1]
+    perm = torch.tensor(order)
+    base = masked_linear(4, -1)
+
+    def f(x):  # autoregressive in the order 2, 0, 3, 1, with K = 3 outputs per variable
+        y = torch.empty_like(x)
+        y[:, perm] = base(x[:, perm])
+        return torch.stack([y, 2 * y, y**2], -1)
+
+    checks.check_autoregressive(f, 4, order=order, require_all=True)
+    with pytest.raises(CheckError, match="comes after it in the ordering"):
+        checks.check_autoregressive(f, 4)
+    with pytest.raises(ValueError, match="permutation"):
+        checks.check_autoregressive(f, 4, order=[0, 0, 1, 2])
+
+
+def test_invertible_and_log_det():
+    a = torch.tensor([[2.0, 0.0], [0.5, 0.3]], dtype=torch.float64)
+
+    def forward(x):
+        return x @ a.T, torch.linalg.slogdet(a)[1].expand(len(x))
+
+    def inverse(y):
+        return y @ torch.linalg.inv(a).T
+
+    x = torch.randn(5, 2, dtype=torch.float64)
+    checks.check_invertible(forward, inverse, x)
+    checks.check_log_det(forward, x)
+    with pytest.raises(CheckError, match="does not undo"):
+        checks.check_invertible(forward, lambda y: y @ torch.linalg.inv(a), x)  # transpose forgotten
+    with pytest.raises(CheckError, match="(?s)log_det is wrong.*expected: log\\|det J\\| = -0.5108"):
+        checks.check_log_det(lambda x: (x @ a.T, torch.zeros(len(x), dtype=x.dtype)), x)
+    with pytest.raises(CheckError, match="no log-determinant"):
+        checks.check_log_det(lambda x: x @ a.T, x)
+    with pytest.raises(CheckError, match="wrong shape"):
+        checks.check_log_det(lambda x: (x @ a.T, torch.zeros(1, len(x), dtype=x.dtype)), x)
+
+
+def test_normalized_1d_and_2d():
+    normal = torch.distributions.Normal(0.0, 1.0)
+    checks.check_normalized(normal.log_prob, -10, 10)
+    with pytest.raises(CheckError, match="(?s)does not integrate to 1.*2.50"):
+        checks.check_normalized(lambda x: normal.log_prob(x) + math.log(2.5), -10, 10)
+    mvn = torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))
+    checks.check_normalized(mvn.log_prob, -8, 8, dim=2)
+    with pytest.raises(CheckError, match="does not integrate"):
+        checks.check_normalized(lambda x: normal.log_prob(x[:, 0]), -8, 8, dim=2)  # a marginal is not a 2-D density
+
+
+def test_sampler_chi_square():
+    probs = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.0])
+    checks.check_sampler(lambda n, g: torch.multinomial(probs, n, replacement=True, generator=g), probs)
+    near = torch.tensor([0.12, 0.2, 0.28, 0.4, 0.0])
+    with pytest.raises(CheckError, match="does not follow the target distribution"):
+        checks.check_sampler(lambda n, g: torch.multinomial(near, n, replacement=True, generator=g), probs)
+    with pytest.raises(CheckError, match="impossible outcome"):
+        checks.check_sampler(lambda n, g: torch.randint(0, 5, (n,), generator=g), probs)
+    with pytest.raises(CheckError, match="out of range"):
+        checks.check_sampler(lambda n, g: torch.randint(0, 5, (n,), generator=g) + 3, probs)
+    with pytest.raises(CheckError, match="wrong shape"):
+        checks.check_sampler(lambda n, g: torch.zeros(n, 1, dtype=torch.long), probs)
+
+
+def test_close_and_tensor_and_sum_to_one():
+    checks.check_close("x", torch.tensor([1.0, 2.0]), [1.0, 2.0 + 1e-8])
+    with pytest.raises(CheckError, match=r"(?s)expected: 2 \(at flat index 1\).*found:    2.5"):
+        checks.check_close("x", torch.tensor([1.0, 2.5]), [1.0, 2.0])
+    with pytest.raises(CheckError, match="wrong shape"):
+        checks.check_close("x", torch.zeros(3), torch.zeros(2))
+    with pytest.raises(CheckError, match="wrong type"):
+        checks.check_tensor("x", [1.0])
+    with pytest.raises(CheckError, match=r"wrong shape(?s:.*)\(\*, 3\)"):
+        checks.check_tensor("x", torch.zeros(2, 4), shape=(None, 3))
+    with pytest.raises(CheckError, match="NaN"):
+        checks.check_tensor("x", torch.tensor([float("nan")]))
+    with pytest.raises(CheckError, match="dtype"):
+        checks.check_tensor("x", torch.zeros(2), dtype=torch.long)
+    checks.check_sum_to_one("p", torch.softmax(torch.randn(4, 3), -1))
+    with pytest.raises(CheckError, match="does not sum to 1 along dim 0"):
+        checks.check_sum_to_one("p", torch.softmax(torch.randn(4, 3), -1), dim=0)
+
+
+def test_failure_message_layout_and_pass_line(capsys):
+    with pytest.raises(CheckError) as info:
+        checks.fail("the thing is wrong", "1", "2", "look here")
+    assert str(info.value).splitlines() == ["the thing is wrong", "  expected: 1", "  found:    2", "  hint:     look here"]
+    assert isinstance(info.value, AssertionError)
+    checks.passed("Exercise 1")
+    assert capsys.readouterr().out == "[passed] Exercise 1\n"
