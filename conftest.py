@@ -25,3 +25,10 @@ if "DGM_DATA_DIR" not in os.environ and _shared_mnist.is_dir():
 
 # student notebooks stop at their stubs by design; they are tested by tests/test_pipeline.py instead
 collect_ignore_glob = ["lectures/*", ".venv/*"]
+
+
+def pytest_collection_modifyitems(items):
+    """nbval waits only 5 s for a cell's output messages after it finishes; a loaded machine needs longer."""
+    for item in items:
+        if hasattr(item, "output_timeout"):
+            item.output_timeout = 60
