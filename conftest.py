@@ -17,8 +17,9 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("DGM_CACHE_DIR", str(_scratch / "cache"))
 os.environ.setdefault("DGM_RESULTS_DIR", str(_scratch / "results"))
 os.environ.setdefault("PYTHONHASHSEED", "0")
-if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker's kernels: the workers already fill the cores
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+# one torch thread per kernel: smoke-mode tensors are small, the xdist workers already fill the cores, and on a
+# busy machine a second thread made some notebooks 4x slower (thread waits), not faster
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 _shared_mnist = ROOT.parent / "shared" / "data" / "mnist"
 if "DGM_DATA_DIR" not in os.environ and _shared_mnist.is_dir():
     os.environ["DGM_DATA_DIR"] = str(_shared_mnist)
