@@ -5,7 +5,6 @@ that an earlier lecture derived; the model a lecture teaches is always written i
 """
 
 from . import checks, metrics, mnist, plot, toy, widgets
-from .results import record
 from .runtime import budget, cache_dir, device, mode, seed_everything, setup
 from .train import evaluate, fit, train_or_load
 
@@ -14,3 +13,12 @@ __all__ = [
     "seed_everything", "setup", "toy", "train_or_load", "widgets",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # `record` is imported lazily so that `python -m dgm_course.results` does not import its own module twice
+    if name == "record":
+        from .results import record
+
+        return record
+    raise AttributeError(f"module 'dgm_course' has no attribute {name!r}")

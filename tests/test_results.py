@@ -42,6 +42,7 @@ def test_table_with_targets_and_readme_update(folder, tmp_path, monkeypatch):
     assert made[1].split("|")[5].strip() == "smoke" and "| <= 93 | <= 87 |  |" in made[1]  # no target in smoke mode
     assert "| **no** |" in next(r for r in table if "nade_test_nll" in r)
 
+
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{results.START}\nold\n{results.END}\noutro\n")
     assert results.main(["--readme", str(readme), "--check"]) == 1
@@ -60,3 +61,14 @@ def test_results_dir_finds_the_checkout(tmp_path, monkeypatch):
     (tmp_path / "dgm_course").mkdir()
     monkeypatch.chdir(tmp_path / "solutions")
     assert results.results_dir() == tmp_path / "results"
+
+
+def test_targets_can_name_another_number(folder):
+    results.record("01_background", "histogram_test_nll", 1.9, "nats")
+    results.record("01_background", "mixture_test_nll", 1.7, "nats")
+    row = next(r for r in results.table(folder).splitlines() if "mixture_test_nll" in r)
+    assert "| < histogram_test_nll | < histogram_test_nll | yes |" in row
+    results.record("01_background", "mixture_test_nll", 2.0, "nats")
+    row = next(r for r in results.table(folder).splitlines() if "mixture_test_nll" in r)
+    assert "| **no** |" in row
+
