@@ -384,6 +384,28 @@ plot.image_grid(torch.cat([interpolate(vae, x_test[a], x_test[b]) for a, b in pa
 plt.show()
 
 # %% [markdown]
+# **Widget.** Pick two test digits by index and slide $t$ from one to the other. The middle panel decodes the
+# latent mixture $\mu_\phi(x_a) + t\,(\mu_\phi(x_b) - \mu_\phi(x_a))$, the right panel shows the pixel-space
+# mixture $(1 - t)\,x_a + t\,x_b$ for comparison: a double exposure rather than a digit.
+
+# %%
+def show_interpolation(a=0, b=1, t=0.5):
+    x_a, x_b = x_test[a], x_test[b]
+    latent = interpolate(vae, x_a, x_b, steps=101)[round(100 * t), 0]      # (28, 28): the decoded path at t
+    panels = {f"test digit {a}": x_a[0], f"latent path, t = {t:.2f}": latent,
+              f"pixel average, t = {t:.2f}": (1 - t) * x_a[0] + t * x_b[0], f"test digit {b}": x_b[0]}
+    fig, axes = plt.subplots(1, 4, figsize=(9, 2.6))
+    for ax, (title, image) in zip(axes, panels.items(), strict=True):
+        ax.imshow(image, cmap="gray_r", vmin=0, vmax=1)
+        ax.set_title(title, fontsize=9)
+        ax.set_axis_off()
+    plt.show()
+
+
+widgets.interactive_plot(show_interpolation, a=widgets.slider(0, 0, N_TEST - 1, 1, "digit a"),
+                         b=widgets.slider(1, 0, N_TEST - 1, 1, "digit b"), t=widgets.slider(0.5, 0.0, 1.0, 0.05, "t"))
+
+# %% [markdown]
 # ### A 2-D latent space
 # With $D_z = 2$ we can look at the whole latent space: the encoder means of the test images, coloured by their
 # label (which the VAE never saw), and the decoder's images on a grid of $z$ values placed at the quantiles of the
