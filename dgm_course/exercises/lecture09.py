@@ -1,0 +1,248 @@
+"""Checks for lecture 09 (divergences and better GANs): a convex conjugate, the f-GAN losses, the WGAN gradient
+penalty and the 1-D Wasserstein distance between samples.
+
+Every check builds its own random problem from a fixed seed, in float64, and computes the reference without the
+lecture's code: a numerical supremum for the conjugate, closed-form densities and autograd for the losses, critics
+whose input gradient is known in closed form for the penalty, and sorted samples for the Wasserstein distance.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from .. import checks
+
+DOUBLE = torch.float64
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _scalar(out, what: str, hint: str) -> torch.Tensor:
+    if not isinstance(out, torch.Tensor) or out.numel() != 1:
+        got = f"tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+        checks.fail(f"{what} returns the wrong thing", "one number (a scalar tensor)", got, hint)
+    return out.reshape(())
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Exercise 1: the conjugate of the squared Hellinger generator
+# ----------------------------------------------------------------------------------------------------------
+
+def _numerical_conjugate(f: Callable, t: torch.Tensor) -> torch.Tensor:
+    """sup_u (t u - f(u)) over a fine log-spaced grid of u > 0, plus a local refinement around the best u."""
+    u = torch.logspace(-10, 6, 200_001, dtype=DOUBLE)
+    values = t[:, None] * u[None] - f(u)[None]                           # (T, U)
+    best = values.argmax(1)
+    lo, hi = u[(best - 1).clamp(min=0)], u[(best + 1).clamp(max=len(u) - 1)]
+    fine = lo[:, None] + (hi - lo)[:, None] * torch.linspace(0, 1, 2001, dtype=DOUBLE)[None]   # (T, 2001)
+    return (t[:, None] * fine - f(fine)).max(1).values
+
+
+def check_hellinger_conjugate(hellinger_conjugate: Callable) -> None:
+    """Exercise 1: `hellinger_conjugate(t)` = sup_{u > 0} (t u - (sqrt(u) - 1)^2), elementwise for t < 1."""
+    g = _generator(9)
+    t = torch.cat([-6 * torch.rand(12, generator=g, dtype=DOUBLE), 0.95 * torch.rand(12, generator=g, dtype=DOUBLE)])
+    t = t[torch.randperm(len(t), generator=g)]
+    out = hellinger_conjugate(t.clone())
+    checks.check_tensor("hellinger_conjugate(t)", out, shape=(len(t),))
+    expected = _numerical_conjugate(lambda u: (u.sqrt() - 1) ** 2, t)
+    checks.check_close("f*(t) against the numerical supremum over u", out.detach(), expected, atol=1e-5, rtol=1e-5,
+                       hint="f*(t) = t u* - f(u*) at the u* where t = f'(u) = 1 - 1/sqrt(u); "
+                            "solve for sqrt(u*) and substitute")
+    checks.passed("Exercise 1: the conjugate of the squared Hellinger generator")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Exercise 2: the f-GAN losses
+# ----------------------------------------------------------------------------------------------------------
+
+# (activation g, conjugate f*, f'(u)) of three divergences; the optimal critic output is v* = g^-1(f'(p/q))
+_FGAN_CASES = {
+    "KL": (lambda v: v, lambda t: torch.exp(t - 1), lambda u: 1 + torch.log(u), lambda t: t),
+    "reverse KL": (lambda v: -torch.exp(-v), lambda t: -1 - torch.log(-t), lambda u: -1 / u,
+                   lambda t: -torch.log(-t)),
+    "Pearson": (lambda v: v, lambda t: 0.25 * t**2 + t, lambda u: 2 * (u - 1), lambda t: t),
+}
+
+
+def _fgan_pair(fgan_losses: Callable, v_real, v_fake, g, f_star) -> tuple[torch.Tensor, torch.Tensor]:
+    out = fgan_losses(v_real, v_fake, g, f_star)
+    if not isinstance(out, tuple | list) or len(out) != 2:
+        checks.fail("fgan_losses returns the wrong thing", "a pair (critic_loss, generator_loss)", type(out).__name__)
+    hint = "average over the batch: each loss is one number"
+    return _scalar(out[0], "the critic loss", hint), _scalar(out[1], "the generator loss", hint)
+
+
+def _check_grad(what: str, loss: torch.Tensor, wrt: torch.Tensor, expected: torch.Tensor, hint: str) -> None:
+    if not loss.requires_grad:
+        checks.fail(f"the {what} carries no gradient", "a tensor connected to the critic outputs",
+                    "a tensor without grad", "do not detach the critic outputs inside the loss")
+    got = torch.autograd.grad(loss, wrt, allow_unused=True, retain_graph=True)[0]
+    checks.check_close(f"the gradient of the {what}", torch.zeros_like(expected) if got is None else got, expected,
+                       atol=1e-9, hint=hint)
+
+
+def check_fgan_losses(fgan_losses: Callable) -> None:
+    """Exercise 2: `fgan_losses(v_real, v_fake, g, f_star) -> (critic_loss, generator_loss)`, both to minimize.
+
+    critic_loss = -(mean g(v_real) - mean f*(g(v_fake))); generator_loss = -mean f*(g(v_fake)).
+    """
+    gen = _generator(21)
+    p = torch.distributions.Normal(torch.tensor(0.4, dtype=DOUBLE), torch.tensor(1.0, dtype=DOUBLE))
+    q = torch.distributions.Normal(torch.tensor(-0.3, dtype=DOUBLE), torch.tensor(1.3, dtype=DOUBLE))
+    n = 200_000
+    x_p = 0.4 + 1.0 * torch.randn(n, generator=gen, dtype=DOUBLE)
+    x_q = -0.3 + 1.3 * torch.randn(n, generator=gen, dtype=DOUBLE)
+    grid = torch.linspace(-15, 15, 100_001, dtype=DOUBLE)
+    u_grid = (p.log_prob(grid) - q.log_prob(grid)).exp()
+    generators = {"KL": lambda u: u * torch.log(u), "reverse KL": lambda u: -torch.log(u),
+                  "Pearson": lambda u: (u - 1) ** 2}
+    for name, (g, f_star, f_prime, g_inv) in _FGAN_CASES.items():
+        exact = float(torch.trapezoid(q.log_prob(grid).exp() * generators[name](u_grid), grid))
+        # 1. The value: at the optimal critic v* = g^-1(f'(p/q)), minus the critic loss is the divergence itself.
+        v_real = g_inv(f_prime((p.log_prob(x_p) - q.log_prob(x_p)).exp()))
+        v_fake = g_inv(f_prime((p.log_prob(x_q) - q.log_prob(x_q)).exp()))
+        critic_loss, _ = _fgan_pair(fgan_losses, v_real.clone(), v_fake.clone(), g, f_star)
+        if abs(-float(critic_loss.detach()) - exact) > 0.02 * max(1.0, exact):
+            checks.fail(f"minus the critic loss at the optimal critic is not the {name} divergence "
+                        f"({n} samples per side)", f"about {exact:.4f}", f"{-float(critic_loss.detach()):.4f}",
+                        "critic_loss = -(E_P[g(v)] - E_Q[f*(g(v))]): the activation g on both batches, the "
+                        "conjugate only on the generated batch")
+        # 2. The gradients, on a small batch of random critic outputs.
+        v_r = torch.randn(6, generator=gen, dtype=DOUBLE).requires_grad_(True)
+        v_f = (0.5 * torch.randn(5, generator=gen, dtype=DOUBLE)).requires_grad_(True)
+        critic_loss, gen_loss = _fgan_pair(fgan_losses, v_r, v_f, g, f_star)
+        ref_r, ref_f = v_r.detach().clone().requires_grad_(True), v_f.detach().clone().requires_grad_(True)
+        ref_critic = -(g(ref_r).mean() - f_star(g(ref_f)).mean())
+        want_r, want_f = torch.autograd.grad(ref_critic, [ref_r, ref_f])
+        ref_f2 = v_f.detach().clone().requires_grad_(True)
+        want_gen = torch.autograd.grad(-f_star(g(ref_f2)).mean(), ref_f2)[0]
+        hint_c = "the critic MINIMIZES minus the bound, so it raises g(v) on data and lowers f*(g(v)) on samples"
+        _check_grad(f"{name} critic loss with respect to v_real", critic_loss, v_r, want_r, hint_c)
+        _check_grad(f"{name} critic loss with respect to v_fake", critic_loss, v_f, want_f, hint_c)
+        _check_grad(f"{name} generator loss with respect to v_fake", gen_loss, v_f, want_gen,
+                    "the generator minimizes -E_Q[f*(g(v_fake))] (the bound, without the term it cannot change): "
+                    "the conjugate of the activated output, with a minus sign, averaged")
+    checks.passed("Exercise 2: the f-GAN losses")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Exercise 3: the WGAN-GP gradient penalty
+# ----------------------------------------------------------------------------------------------------------
+
+class _LinearCritic(torch.nn.Module):
+    """D(x) = <w, x> + b: its input gradient is w everywhere, so the penalty is (||w|| - 1)^2 exactly."""
+
+    def __init__(self, shape: tuple[int, ...], norm: float, seed: int):
+        super().__init__()
+        w = torch.randn(shape, generator=_generator(seed), dtype=DOUBLE)
+        self.w = torch.nn.Parameter(norm * w / w.norm())
+        self.b = torch.nn.Parameter(torch.tensor(0.3, dtype=DOUBLE))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * self.w).flatten(1).sum(1, keepdim=True) + self.b          # (B, 1), as a critic network returns
+
+
+class _TanhCritic(torch.nn.Module):
+    """A small nonlinear critic (B, ...) -> (B, 1), float64."""
+
+    def __init__(self, dim: int, seed: int, hidden: int = 8):
+        super().__init__()
+        g = _generator(seed)
+        self.w1 = torch.nn.Parameter(torch.randn(hidden, dim, generator=g, dtype=DOUBLE))
+        self.w2 = torch.nn.Parameter(torch.randn(1, hidden, generator=g, dtype=DOUBLE) / math.sqrt(hidden))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x.flatten(1) @ self.w1.T) @ self.w2.T
+
+
+def _reference_penalty(critic: torch.nn.Module, x_real, x_fake, eps) -> torch.Tensor:
+    e = eps.reshape(-1, *([1] * (x_real.ndim - 1)))
+    x_hat = (e * x_real + (1 - e) * x_fake).requires_grad_(True)
+    grad = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)[0]
+    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+def _penalty(gradient_penalty: Callable, critic, x_real, x_fake, eps) -> torch.Tensor:
+    out = gradient_penalty(critic, x_real.clone(), x_fake.clone(), eps.clone())
+    return _scalar(out, "gradient_penalty", "average (||grad|| - 1)^2 over the batch")
+
+
+def check_gradient_penalty(gradient_penalty: Callable) -> None:
+    """Exercise 3: `gradient_penalty(critic, x_real, x_fake, eps)` = mean_i (||grad_x critic(x_hat_i)|| - 1)^2.
+
+    x_hat = eps * x_real + (1 - eps) * x_fake, eps of shape (B,) broadcast over each sample's dimensions; the
+    result must be differentiable with respect to the critic's parameters.
+    """
+    g = _generator(31)
+    for seed, (shape, norm) in enumerate([((5, 3), 2.5), ((4, 1, 4, 4), 0.4), ((6, 2), 1.0)]):
+        x_real, x_fake = (torch.randn(shape, generator=g, dtype=DOUBLE) for _ in range(2))
+        eps = torch.rand(shape[0], generator=g, dtype=DOUBLE)
+        critic = _LinearCritic(shape[1:], norm, seed)
+        got = _penalty(gradient_penalty, critic, x_real, x_fake, eps)
+        checks.check_close(f"the penalty of a linear critic with ||w|| = {norm} on inputs of shape {shape}",
+                           got.detach(), (norm - 1) ** 2, atol=1e-9,
+                           hint="the norm is taken per sample over all its dimensions (flatten from dim 1), "
+                                "then (||g|| - 1)^2 is averaged; it is two-sided: a gradient norm below 1 is "
+                                "penalized too")
+    for seed, shape in enumerate([(7, 3), (5, 1, 3, 3)]):
+        x_real, x_fake = (torch.randn(shape, generator=g, dtype=DOUBLE) for _ in range(2))
+        eps = torch.rand(shape[0], generator=g, dtype=DOUBLE)
+        critic = _TanhCritic(int(torch.tensor(shape[1:]).prod()), seed + 10)
+        got = _penalty(gradient_penalty, critic, x_real, x_fake, eps)
+        want = _reference_penalty(critic, x_real, x_fake, eps)
+        checks.check_close(f"the penalty of a nonlinear critic on inputs of shape {shape}", got.detach(),
+                           want.detach(), atol=1e-9,
+                           hint="evaluate the gradient at x_hat = eps * x_real + (1 - eps) * x_fake (eps reshaped "
+                                "to (B, 1, ...) so that it broadcasts), not at the real or fake points")
+        if not got.requires_grad:
+            checks.fail("the penalty carries no gradient to the critic's parameters", "a differentiable penalty",
+                        "a tensor without grad", "torch.autograd.grad(..., create_graph=True) keeps the graph of "
+                                                  "the input gradient, so that the penalty can be backpropagated")
+        got_grads = torch.autograd.grad(got, [critic.w1, critic.w2], allow_unused=True)
+        want_grads = torch.autograd.grad(want, [critic.w1, critic.w2])
+        for name, a, b in zip(("first", "second"), got_grads, want_grads, strict=True):
+            checks.check_close(f"the gradient of the penalty with respect to the critic's {name} layer",
+                               torch.zeros_like(b) if a is None else a, b, atol=1e-9,
+                               hint="use create_graph=True and do not detach the input gradient")
+    checks.passed("Exercise 3: the gradient penalty")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Exercise 4: the Wasserstein distance between two 1-D samples
+# ----------------------------------------------------------------------------------------------------------
+
+def _w1_by_cdfs(x: torch.Tensor, y: torch.Tensor) -> float:
+    """W_1 = integral |F_x(t) - F_y(t)| dt of the two empirical CDFs, computed exactly on the merged breakpoints."""
+    points = torch.sort(torch.cat([x, y])).values                         # (2n,)
+    f_x = torch.searchsorted(torch.sort(x).values, points[:-1], right=True).double() / len(x)
+    f_y = torch.searchsorted(torch.sort(y).values, points[:-1], right=True).double() / len(y)
+    return float(((f_x - f_y).abs() * points.diff()).sum())
+
+
+def check_wasserstein_1d(wasserstein_1d: Callable) -> None:
+    """Exercise 4: `wasserstein_1d(x, y)` = W_1 between the empirical distributions of two samples of shape (n,)."""
+    g = _generator(41)
+    cases = [(torch.randn(50, generator=g, dtype=DOUBLE), 0.5 + 2 * torch.randn(50, generator=g, dtype=DOUBLE)),
+             (torch.rand(200, generator=g, dtype=DOUBLE), torch.randn(200, generator=g, dtype=DOUBLE) ** 2),
+             (torch.randn(7, generator=g, dtype=DOUBLE), torch.randn(7, generator=g, dtype=DOUBLE))]
+    for i, (x, y) in enumerate(cases):
+        out = _scalar(wasserstein_1d(x.clone(), y.clone()), "wasserstein_1d", "average over the n matched pairs")
+        checks.check_close(f"W between two random samples (case {i + 1}, n = {len(x)})", out.detach(),
+                           _w1_by_cdfs(x, y), atol=1e-9,
+                           hint="match the samples in sorted order and average the absolute differences "
+                                "(not the squared ones, and not the difference of the means)")
+        checks.check_close(f"W(x, y) = W(y, x) (case {i + 1})",
+                           _scalar(wasserstein_1d(y.clone(), x.clone()), "wasserstein_1d", "").detach(),
+                           out.detach(), atol=1e-9)
+    x = cases[0][0]
+    for theta in (-1.3, 0.25):
+        out = _scalar(wasserstein_1d(x.clone(), x + theta), "wasserstein_1d", "")
+        checks.check_close(f"W between a sample and itself shifted by {theta}", out.detach(), abs(theta), atol=1e-9,
+                           hint="shifting every point by theta moves all the mass by |theta|")
+    checks.passed("Exercise 4: the Wasserstein distance between two samples")
