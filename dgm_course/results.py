@@ -39,6 +39,7 @@ TARGETS: dict[tuple[str, str], tuple[str, str, str]] = {
     ("07_flow_architectures", "maf_iaf_density_time_ratio"): ("< 1", "< 1", "MAF evaluates densities in one pass"),
     ("07_flow_architectures", "maf_iaf_sampling_time_ratio"): ("> 1", "> 1", "IAF samples in one pass"),
     ("08_gans", "ring_modes"): (">= 8", ">= 8", "of 8 modes"),
+    ("08_gans", "ring_high_quality"): (">= 0.9", ">= 0.9", "fraction within 3 sigma of a mode"),
     ("08_gans", "grid_modes"): (">= 24", ">= 24", "of 25 modes"),
     ("08_gans", "grid_high_quality"): (">= 0.9", ">= 0.9", "fraction within 3 sigma of a mode"),
     ("08_gans", "dcgan_fid"): ("", "", FID),
