@@ -138,7 +138,7 @@ def check_dsm_loss(dsm_loss: Callable) -> None:
         }
         for hint, value in wrong.items():
             if abs(float(loss.detach()) - float(value.detach())) < 1e-9 * max(1.0, float(value.detach())):
-                checks.fail(f"dsm_loss is wrong (sigma = {sigma})", f"{float(want):.6g}", f"{float(loss):.6g}", hint)
+                checks.fail(f"dsm_loss is wrong (sigma = {sigma})", f"{float(want):.6g}", f"{float(loss.detach()):.6g}", hint)
         checks.check_close(f"dsm_loss (B = {b}, D = {d}, sigma = {sigma})", loss.detach(), want.detach(),
                            atol=1e-9, rtol=1e-7,
                            hint="1/2 times the squared norm summed over coordinates, averaged over the batch")
