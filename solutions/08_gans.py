@@ -878,7 +878,7 @@ print(f"total time {elapsed:.0f} s in {MODE} mode")
 #   neighbouring modes.
 # - **DCGAN**: after 2000 steps of batch 64 (two epochs) the samples are digit-like but rough, and unevenly
 #   spread over the classes (the predicted-digit counts above: some digits are rare, a mild mode collapse).
-#   Its FID in the course classifier's features is 182, against 12 for training digits vs test digits, and a
+#   Its FID in the course classifier's features is about 400, against 15 for training digits vs test digits, and a
 #   classifier two-sample test separates its samples from data almost perfectly. Longer training (`full`
 #   mode) and wider networks close part of the gap; these FIDs are not comparable with Inception FIDs.
 #
