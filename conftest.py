@@ -20,6 +20,10 @@ os.environ.setdefault("PYTHONHASHSEED", "0")
 # one torch thread per kernel: smoke-mode tensors are small, the xdist workers already fill the cores, and on a
 # busy machine a second thread made some notebooks 4x slower (thread waits), not faster
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# no progress bars in test kernels: nbval reads a cell's messages only after the cell has finished, and the
+# thousands of widget updates of a long training overflow the kernel's message queue, which then drops the
+# cell's last messages (a long standard-mode cell failed with "Timeout ... waiting for output")
+os.environ.setdefault("TQDM_DISABLE", "1")
 _shared_mnist = ROOT.parent / "shared" / "data" / "mnist"
 if "DGM_DATA_DIR" not in os.environ and _shared_mnist.is_dir():
     os.environ["DGM_DATA_DIR"] = str(_shared_mnist)
