@@ -793,8 +793,8 @@ plt.tight_layout()
 # %% [markdown]
 # DDIM costs $S/T$ of ancestral sampling, and with a well-trained network its FID falls quickly with $S$ and then
 # flattens out (Song et al. report CIFAR-10 samples at 50 steps close to 1000-step DDPM). With this tiny,
-# briefly trained network the picture is rougher. One standard-mode CPU run measured FID 427 for DDPM (200
-# steps), and 600, 520, 527 and 650 for DDIM with 5, 10, 20 and 50 steps; 500 real images score 74. So here
+# briefly trained network the picture is rougher. One standard-mode CPU run measured FID 426 for DDPM (200
+# steps), and 596, 524, 533 and 660 for DDIM with 5, 10, 20 and 50 steps; 500 real images score 69. So here
 # ancestral sampling is best, and the DDIM curve is flat within its noise. The stochastic sampler's fresh noise
 # at every step corrects part of the network's errors; the deterministic one follows them. DDIM's early plateau
 # says the same thing: the error of the ODE solver is not what limits these samples, the network is.
@@ -893,12 +893,12 @@ widgets.interactive_plot(show_guidance, w=ipywidgets.SelectionSlider(options=W_G
 # %% [markdown]
 # At $w = 0$ the label is ignored, so accuracy sits at chance (10%). Raising $w$ pushes each sample towards its
 # class: strokes get bolder and more uniform, and accuracy climbs while diversity falls. In the standard-mode run
-# accuracy went 0.10, 0.26, 0.36, 0.36 for $w = 0, 1, 2, 3$. That is rising, then flat, but low in absolute
+# accuracy went 0.10, 0.26, 0.33, 0.35 for $w = 0, 1, 2, 3$. That is rising, slowly at the end, and low in absolute
 # terms: after 1500 steps the tiny network has learned the label only weakly, and many samples are digit-like
 # strokes that the classifier cannot place. A longer-trained model (full mode, or a GPU) reaches well above 90% at
 # $w \ge 1$. FID rewards matching the whole distribution; with a strong model it is best at a moderate $w$ and
 # worsens when guidance is strong, the fidelity-diversity trade-off that guidance controls in text-to-image models.
-# Here guidance also cleans up bad samples, so FID improved up to $w = 2$ (524, 494, 447, 497).
+# Here guidance also cleans up bad samples, so FID improved up to $w = 2$ (526, 500, 450, 498).
 #
 # ## 8. Diffusion models and the NCSN of lecture 13
 #
