@@ -138,7 +138,7 @@ def check_dsm_loss(dsm_loss: Callable) -> None:
         }
         for hint, value in wrong.items():
             if abs(float(loss.detach()) - float(value.detach())) < 1e-9 * max(1.0, float(value.detach())):
-                checks.fail(f"dsm_loss is wrong (sigma = {sigma})", f"{float(want):.6g}", f"{float(loss.detach()):.6g}", hint)
+                checks.fail(f"dsm_loss is wrong (sigma = {sigma})", f"{float(want.detach()):.6g}", f"{float(loss.detach()):.6g}", hint)
         checks.check_close(f"dsm_loss (B = {b}, D = {d}, sigma = {sigma})", loss.detach(), want.detach(),
                            atol=1e-9, rtol=1e-7,
                            hint="1/2 times the squared norm summed over coordinates, averaged over the batch")
@@ -245,8 +245,8 @@ def check_sliced_loss(sliced_loss: Callable) -> None:
         tol = 5 * float(spread.std()) / math.sqrt(len(x)) + 1e-3
         if abs(float(loss.detach()) - float(exact.detach())) > tol:
             checks.fail(f"the sliced loss does not estimate the score-matching objective ({kind} projections, "
-                        f"{len(x)} of them)", f"{float(exact):.4f} +- {tol:.3f} (tr J + 1/2 |s|^2, exact)",
-                        f"{float(loss):.4f}",
+                        f"{len(x)} of them)", f"{float(exact.detach()):.4f} +- {tol:.3f} (tr J + 1/2 |s|^2, exact)",
+                        f"{float(loss.detach()):.4f}",
                         "v^T J v is v . grad_x (v . s(x)): differentiate the projected score v . s(x) (summed over "
                         "the batch) with respect to x, then dot with v; add 1/2 (v . s)^2")
         if not loss.requires_grad:
