@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,22 @@ def evaluate(model: torch.nn.Module, data: Batch, batch_size: int = 500, transfo
     return total / count
 
 
+def _is_rate(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _learning_rates(lr: Sequence[float], epochs: int) -> list[float]:
+    """A per-epoch schedule, checked: one positive learning rate per epoch."""
+    if isinstance(lr, str | bytes) or not isinstance(lr, Sequence):
+        raise TypeError(f"lr must be a number or a list of one learning rate per epoch; got {type(lr).__name__}")
+    rates = list(lr)
+    if len(rates) != epochs:
+        raise ValueError(f"lr has {len(rates)} learning rates for {epochs} epochs; give one per epoch")
+    if not all(_is_rate(r) and r > 0 for r in rates):
+        raise ValueError(f"learning rates must be positive numbers; got {rates}")
+    return [float(r) for r in rates]
+
+
 def fit(
     model: torch.nn.Module,
     train_data: Batch,
@@ -59,7 +76,7 @@ def fit(
     *,
     epochs: int,
     batch_size: int = 128,
-    lr: float = 1e-3,
+    lr: float | Sequence[float] = 1e-3,
     optimizer: torch.optim.Optimizer | None = None,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     clip_grad: float | None = None,
@@ -68,6 +85,8 @@ def fit(
 ) -> dict[str, list[float]]:
     """Minimize `model.loss(x)` with Adam (or `optimizer`); returns the history of train/val loss per epoch and per step.
 
+    `lr` is one learning rate, or one per epoch (a schedule: a list of `epochs` values, set on every parameter
+    group of the one optimizer at the start of each epoch; it also overrides the rate of a given `optimizer`).
     `transform` is applied to every training batch as it is drawn (dynamic binarization, dequantization);
     validation runs once per epoch on `val_data` as given. Tuples of tensors are passed as `model.loss(*batch)`.
     """
@@ -75,16 +94,20 @@ def fit(
     val = _as_tuple(val_data, "val_data") if val_data is not None else None
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive int; got {epochs!r}")
+    lr_per_epoch = None if _is_rate(lr) else _learning_rates(lr, epochs)
     if not hasattr(model, "loss"):
         raise TypeError(f"model must have a loss(x) method returning a scalar; {type(model).__name__} has none")
     device = next(model.parameters()).device
-    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr_per_epoch[0] if lr_per_epoch else lr)
     generator = torch.Generator().manual_seed(seed)
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "step_loss": [], "epoch_time": []}
     steps_per_epoch = -(-len(tensors[0]) // batch_size)
     bar = tqdm(total=epochs * steps_per_epoch, disable=not progress, desc=type(model).__name__, leave=False)
     model.train()
-    for _ in range(epochs):
+    for epoch in range(epochs):
+        if lr_per_epoch is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_per_epoch[epoch]
         start, total, count = time.perf_counter(), 0.0, 0
         for batch in _batches(tensors, batch_size, generator):
             batch = tuple(t.to(device) for t in batch)

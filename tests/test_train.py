@@ -60,6 +60,32 @@ def test_fit_clips_gradients():
     assert model.mu.detach().norm() <= 1e-3 + 1e-6
 
 
+def test_fit_follows_a_per_epoch_learning_rate_schedule():
+    model = Gaussian()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    seen = []
+
+    class Watched(Gaussian):
+        def loss(self, x):
+            seen.append(optimizer.param_groups[0]["lr"])
+            return model.loss(x)
+
+    watched = Watched()
+    train.fit(watched, data(), epochs=3, batch_size=1000, lr=[0.3, 0.1, 0.01], optimizer=optimizer, progress=False)
+    assert seen == [0.3, 0.3, 0.1, 0.1, 0.01, 0.01]
+    one_rate, schedule = (train.fit(Gaussian(), data(), epochs=2, lr=lr, progress=False) for lr in (0.05, [0.05, 0.05]))
+    assert one_rate["step_loss"] == schedule["step_loss"]
+
+
+def test_fit_rejects_a_bad_schedule():
+    with pytest.raises(ValueError, match="2 learning rates for 3 epochs"):
+        train.fit(Gaussian(), data(), epochs=3, lr=[0.1, 0.1])
+    with pytest.raises(ValueError, match="positive numbers; got \\[0.1, -0.1\\]"):
+        train.fit(Gaussian(), data(), epochs=2, lr=[0.1, -0.1])
+    with pytest.raises(TypeError, match="one learning rate per epoch; got str"):
+        train.fit(Gaussian(), data(), epochs=1, lr="0.1")
+
+
 def test_fit_passes_tuples_to_loss():
     class Conditional(Gaussian):
         def loss(self, x, y):
