@@ -54,6 +54,16 @@ def check_tensor(name: str, value, shape: Sequence[int | None] | None = None, dt
     return value
 
 
+def check_scalar(what: str, out, hint: str = "", nonfinite_hint: str = "") -> torch.Tensor:
+    """`out` as a 0-d tensor, after failing with what was found unless it is one finite number."""
+    if not isinstance(out, torch.Tensor) or out.numel() != 1:
+        got = f"tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+        fail(f"{what} returns the wrong thing", "one number (a scalar tensor)", got, hint)
+    if not torch.isfinite(out).all():
+        fail(f"{what} is not finite", "a finite number", f"{out.item()}", nonfinite_hint or hint)
+    return out.reshape(())
+
+
 def check_close(name: str, found, expected, atol: float = 1e-6, rtol: float = 1e-5, hint: str = "") -> None:
     """Check found ≈ expected elementwise (tensors, arrays or numbers)."""
     f, e = (torch.as_tensor(v).detach().cpu().double() for v in (found, expected))

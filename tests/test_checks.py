@@ -108,6 +108,18 @@ def test_close_and_tensor_and_sum_to_one():
         checks.check_sum_to_one("p", torch.softmax(torch.randn(4, 3), -1), dim=0)
 
 
+def test_scalar_accepts_one_finite_number_and_rejects_the_rest():
+    assert checks.check_scalar("loss", torch.tensor([[2.5]])).shape == ()
+    with pytest.raises(CheckError, match=r"(?s)loss returns the wrong thing.*tensor of shape \(3,\).*take the mean"):
+        checks.check_scalar("loss", torch.zeros(3), "take the mean")
+    with pytest.raises(CheckError, match="found:    float"):
+        checks.check_scalar("loss", 2.5)
+    with pytest.raises(CheckError, match=r"(?s)loss is not finite.*found:    inf.*hint:     use softplus"):
+        checks.check_scalar("loss", torch.tensor(math.inf), "take the mean", "use softplus")
+    with pytest.raises(CheckError, match=r"(?s)found:    nan.*hint:     take the mean"):
+        checks.check_scalar("loss", torch.tensor(math.nan), "take the mean")
+
+
 def test_failure_message_layout_and_pass_line(capsys):
     with pytest.raises(CheckError) as info:
         checks.fail("the thing is wrong", "1", "2", "look here")

@@ -17,20 +17,7 @@ import torch.nn.functional as F
 from .. import checks
 
 DOUBLE = torch.float64
-
-
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _scalar(out, what: str, hint: str) -> torch.Tensor:
-    if not isinstance(out, torch.Tensor) or out.numel() != 1:
-        got = f"tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
-        checks.fail(f"{what} returns the wrong thing", "one number (a scalar tensor)", got, hint)
-    if not torch.isfinite(out).all():
-        checks.fail(f"{what} is not finite", "a finite number", f"{out.item()}",
-                    "log(sigmoid(l)) underflows to log(0) for large |l|: use F.softplus or F.logsigmoid")
-    return out.reshape(())
+_UNDERFLOW = "log(sigmoid(l)) underflows to log(0) for large |l|: use F.softplus or F.logsigmoid"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -43,12 +30,12 @@ def check_discriminator_loss(discriminator_loss: Callable) -> None:
     The logits l are D's outputs before the sigmoid, D = sigmoid(l); the batches of real and fake logits may
     have different sizes, and the result is the sum of the two batch means.
     """
-    g = _generator(81)
+    g = torch.Generator().manual_seed(81)
     hint_mean = "average each term over its own batch, then add the two averages"
     for n_real, n_fake, scale in ((64, 48, 3.0), (20, 100, 0.5)):
         real = (scale * torch.randn(n_real, generator=g, dtype=DOUBLE) + 0.5).requires_grad_(True)
         fake = (scale * torch.randn(n_fake, generator=g, dtype=DOUBLE) - 0.5).requires_grad_(True)
-        loss = _scalar(discriminator_loss(real, fake), "discriminator_loss", hint_mean)
+        loss = checks.check_scalar("discriminator_loss", discriminator_loss(real, fake), hint_mean, _UNDERFLOW)
         expected = F.softplus(-real.detach()).mean() + F.softplus(fake.detach()).mean()
         swapped = F.softplus(real.detach()).mean() + F.softplus(-fake.detach()).mean()
         pooled = (F.softplus(-real.detach()).sum() + F.softplus(fake.detach()).sum()) / (n_real + n_fake)
@@ -71,7 +58,8 @@ def check_discriminator_loss(discriminator_loss: Callable) -> None:
     # a confident discriminator: logits of size 200, where sigmoid() rounds to exactly 0 or 1
     real = torch.tensor([200.0, -150.0, 3.0], dtype=DOUBLE)
     fake = torch.tensor([-200.0, 120.0], dtype=DOUBLE)
-    loss = _scalar(discriminator_loss(real, fake), "discriminator_loss on logits of size 200", hint_mean)
+    loss = checks.check_scalar("discriminator_loss on logits of size 200", discriminator_loss(real, fake), hint_mean,
+                                _UNDERFLOW)
     checks.check_close("discriminator_loss on logits of size 200", loss.detach(),
                        F.softplus(-real).mean() + F.softplus(fake).mean(), atol=1e-4, rtol=1e-6,
                        hint="compute the log-probabilities from the logits (F.softplus or F.logsigmoid), "
@@ -88,7 +76,7 @@ def check_optimal_discriminator(optimal_discriminator: Callable) -> None:
 
     Inputs are log-densities of the same shape (any shape); the output has that shape, values in [0, 1].
     """
-    g = _generator(82)
+    g = torch.Generator().manual_seed(82)
     log_p_data = 4 * torch.randn(5, 40, generator=g, dtype=DOUBLE) - 3
     log_p_g = 4 * torch.randn(5, 40, generator=g, dtype=DOUBLE) - 3
     out = optimal_discriminator(log_p_data, log_p_g)
@@ -124,10 +112,10 @@ def check_optimal_discriminator(optimal_discriminator: Callable) -> None:
 
 def check_generator_loss(generator_loss: Callable) -> None:
     """Exercise 3: `generator_loss(fake_logits)` = -mean log D(G(z)), the non-saturating loss, with D = sigmoid(l)."""
-    g = _generator(83)
+    g = torch.Generator().manual_seed(83)
     hint_mean = "average -log D(G(z)) over the batch"
     fake = (2.0 * torch.randn(50, generator=g, dtype=DOUBLE)).requires_grad_(True)
-    loss = _scalar(generator_loss(fake), "generator_loss", hint_mean)
+    loss = checks.check_scalar("generator_loss", generator_loss(fake), hint_mean, _UNDERFLOW)
     expected = F.softplus(-fake.detach()).mean()
     found = float(loss.detach())
     if abs(found - float(expected)) > 1e-5:
@@ -143,8 +131,8 @@ def check_generator_loss(generator_loss: Callable) -> None:
         checks.fail("generator_loss is wrong on random logits", f"{float(expected):.6f}", f"{found:.6f}", hint)
     # early in training D rejects the fakes confidently: the gradient must not vanish there
     fake = torch.tensor([-8.0, -12.0, -800.0, -30.0], dtype=DOUBLE, requires_grad=True)
-    loss = _scalar(generator_loss(fake), "generator_loss on confidently rejected fakes (logits -8 to -800)",
-                   hint_mean)
+    loss = checks.check_scalar("generator_loss on confidently rejected fakes (logits -8 to -800)",
+                               generator_loss(fake), hint_mean, _UNDERFLOW)
     (grad,) = torch.autograd.grad(loss, [fake], allow_unused=True) if loss.requires_grad else (None,)
     if grad is None:
         checks.fail("generator_loss carries no gradient to the logits", "a gradient", "None",
@@ -164,7 +152,7 @@ def check_generator_loss(generator_loss: Callable) -> None:
 
 def _coverage_case(seed: int, min_count: int):
     """Samples around K centres with a known answer: per-mode counts inside 3 std, and decoys outside it."""
-    g = _generator(seed)
+    g = torch.Generator().manual_seed(seed)
     side = 3
     base = torch.cartesian_prod(torch.arange(side, dtype=DOUBLE), torch.arange(side, dtype=DOUBLE)) * 2.0
     centers = base + 0.2 * torch.rand(len(base), 2, generator=g, dtype=DOUBLE)       # (K, 2), spacing ~ 2

@@ -18,17 +18,6 @@ from .. import checks
 DOUBLE = torch.float64
 
 
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _scalar(out, what: str, hint: str) -> torch.Tensor:
-    if not isinstance(out, torch.Tensor) or out.numel() != 1:
-        got = f"tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
-        checks.fail(f"{what} returns the wrong thing", "one number (a scalar tensor)", got, hint)
-    return out.reshape(())
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Exercise 1: the conjugate of the squared Hellinger generator
 # ----------------------------------------------------------------------------------------------------------
@@ -45,7 +34,7 @@ def _numerical_conjugate(f: Callable, t: torch.Tensor) -> torch.Tensor:
 
 def check_hellinger_conjugate(hellinger_conjugate: Callable) -> None:
     """Exercise 1: `hellinger_conjugate(t)` = sup_{u > 0} (t u - (sqrt(u) - 1)^2), elementwise for t < 1."""
-    g = _generator(9)
+    g = torch.Generator().manual_seed(9)
     t = torch.cat([-6 * torch.rand(12, generator=g, dtype=DOUBLE), 0.95 * torch.rand(12, generator=g, dtype=DOUBLE)])
     t = t[torch.randperm(len(t), generator=g)]
     out = hellinger_conjugate(t.clone())
@@ -75,7 +64,7 @@ def _fgan_pair(fgan_losses: Callable, v_real, v_fake, g, f_star) -> tuple[torch.
     if not isinstance(out, tuple | list) or len(out) != 2:
         checks.fail("fgan_losses returns the wrong thing", "a pair (critic_loss, generator_loss)", type(out).__name__)
     hint = "average over the batch: each loss is one number"
-    return _scalar(out[0], "the critic loss", hint), _scalar(out[1], "the generator loss", hint)
+    return checks.check_scalar("the critic loss", out[0], hint), checks.check_scalar("the generator loss", out[1], hint)
 
 
 def _check_grad(what: str, loss: torch.Tensor, wrt: torch.Tensor, expected: torch.Tensor, hint: str) -> None:
@@ -92,7 +81,7 @@ def check_fgan_losses(fgan_losses: Callable) -> None:
 
     critic_loss = -(mean g(v_real) - mean f*(g(v_fake))); generator_loss = -mean f*(g(v_fake)).
     """
-    gen = _generator(21)
+    gen = torch.Generator().manual_seed(21)
     p = torch.distributions.Normal(torch.tensor(0.4, dtype=DOUBLE), torch.tensor(1.0, dtype=DOUBLE))
     q = torch.distributions.Normal(torch.tensor(-0.3, dtype=DOUBLE), torch.tensor(1.3, dtype=DOUBLE))
     n = 200_000
@@ -140,7 +129,7 @@ class _LinearCritic(torch.nn.Module):
 
     def __init__(self, shape: tuple[int, ...], norm: float, seed: int):
         super().__init__()
-        w = torch.randn(shape, generator=_generator(seed), dtype=DOUBLE)
+        w = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=DOUBLE)
         self.w = torch.nn.Parameter(norm * w / w.norm())
         self.b = torch.nn.Parameter(torch.tensor(0.3, dtype=DOUBLE))
 
@@ -153,7 +142,7 @@ class _TanhCritic(torch.nn.Module):
 
     def __init__(self, dim: int, seed: int, hidden: int = 8):
         super().__init__()
-        g = _generator(seed)
+        g = torch.Generator().manual_seed(seed)
         self.w1 = torch.nn.Parameter(torch.randn(hidden, dim, generator=g, dtype=DOUBLE))
         self.w2 = torch.nn.Parameter(torch.randn(1, hidden, generator=g, dtype=DOUBLE) / math.sqrt(hidden))
 
@@ -170,7 +159,7 @@ def _reference_penalty(critic: torch.nn.Module, x_real, x_fake, eps) -> torch.Te
 
 def _penalty(gradient_penalty: Callable, critic, x_real, x_fake, eps) -> torch.Tensor:
     out = gradient_penalty(critic, x_real.clone(), x_fake.clone(), eps.clone())
-    return _scalar(out, "gradient_penalty", "average (||grad|| - 1)^2 over the batch")
+    return checks.check_scalar("gradient_penalty", out, "average (||grad|| - 1)^2 over the batch")
 
 
 def check_gradient_penalty(gradient_penalty: Callable) -> None:
@@ -179,7 +168,7 @@ def check_gradient_penalty(gradient_penalty: Callable) -> None:
     x_hat = eps * x_real + (1 - eps) * x_fake, eps of shape (B,) broadcast over each sample's dimensions; the
     result must be differentiable with respect to the critic's parameters.
     """
-    g = _generator(31)
+    g = torch.Generator().manual_seed(31)
     for seed, (shape, norm) in enumerate([((5, 3), 2.5), ((4, 1, 4, 4), 0.4), ((6, 2), 1.0)]):
         x_real, x_fake = (torch.randn(shape, generator=g, dtype=DOUBLE) for _ in range(2))
         eps = torch.rand(shape[0], generator=g, dtype=DOUBLE)
@@ -227,22 +216,22 @@ def _w1_by_cdfs(x: torch.Tensor, y: torch.Tensor) -> float:
 
 def check_wasserstein_1d(wasserstein_1d: Callable) -> None:
     """Exercise 4: `wasserstein_1d(x, y)` = W_1 between the empirical distributions of two samples of shape (n,)."""
-    g = _generator(41)
+    g = torch.Generator().manual_seed(41)
     cases = [(torch.randn(50, generator=g, dtype=DOUBLE), 0.5 + 2 * torch.randn(50, generator=g, dtype=DOUBLE)),
              (torch.rand(200, generator=g, dtype=DOUBLE), torch.randn(200, generator=g, dtype=DOUBLE) ** 2),
              (torch.randn(7, generator=g, dtype=DOUBLE), torch.randn(7, generator=g, dtype=DOUBLE))]
     for i, (x, y) in enumerate(cases):
-        out = _scalar(wasserstein_1d(x.clone(), y.clone()), "wasserstein_1d", "average over the n matched pairs")
+        out = checks.check_scalar("wasserstein_1d", wasserstein_1d(x.clone(), y.clone()), "average over the n matched pairs")
         checks.check_close(f"W between two random samples (case {i + 1}, n = {len(x)})", out.detach(),
                            _w1_by_cdfs(x, y), atol=1e-9,
                            hint="match the samples in sorted order and average the absolute differences "
                                 "(not the squared ones, and not the difference of the means)")
         checks.check_close(f"W(x, y) = W(y, x) (case {i + 1})",
-                           _scalar(wasserstein_1d(y.clone(), x.clone()), "wasserstein_1d", "").detach(),
+                           checks.check_scalar("wasserstein_1d", wasserstein_1d(y.clone(), x.clone())).detach(),
                            out.detach(), atol=1e-9)
     x = cases[0][0]
     for theta in (-1.3, 0.25):
-        out = _scalar(wasserstein_1d(x.clone(), x + theta), "wasserstein_1d", "")
+        out = checks.check_scalar("wasserstein_1d", wasserstein_1d(x.clone(), x + theta))
         checks.check_close(f"W between a sample and itself shifted by {theta}", out.detach(), abs(theta), atol=1e-9,
                            hint="shifting every point by theta moves all the mass by |theta|")
     checks.passed("Exercise 4: the Wasserstein distance between two samples")
