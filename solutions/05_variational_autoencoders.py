@@ -819,8 +819,8 @@ LadderVAE.log_weights, LadderVAE.sample = ladder_log_weights, ladder_sample
 # %% [markdown]
 # Trained from scratch with the same recipe (`train_vae` with its learning-rate decay squeezed into
 # `HVAE_EPOCHS` epochs, and the same KL warm-up); the one-layer VAE's test curve over its first `HVAE_EPOCHS`
-# epochs is the comparison at equal epochs (its learning rate is still higher at that point, which favours the
-# ladder VAE a little at the last epochs).
+# epochs is the comparison at equal epochs (the one-layer VAE's learning rate is still higher at that point, which
+# favours the ladder VAE a little at the last epochs).
 
 # %%
 hvae = LadderVAE(warmup_steps=WARMUP_STEPS).to(device)
@@ -884,13 +884,13 @@ results["ladder VAE"]["active units"] = f"{au_z1} + {au_z2}"
 print(f"ladder VAE: {au_z1} of {s['z1'].shape[-1]} active units in z1, {au_z2} of {s['z2'].shape[-1]} in z2")
 
 # %% [markdown]
-# In the `standard` run the whole top layer is switched off: 0 of its 20 units are active, so $q(z_2 \mid x)$ is the
-# prior for every image and all information about $x$ passes through $z_1$. What $z_2$ still does is shape the
+# In the `standard` run the whole top layer is switched off: 0 of its 20 units are active, so $q(z_2 \mid x)$ is
+# the prior for every image and all information about $x$ passes through $z_1$. What $z_2$ still does is shape the
 # prior of $z_1$, a continuous mixture $\int p(z_1 \mid z_2)\, p(z_2)\, dz_2$ instead of $\mathcal N(0, I)$; that
 # is worth little here (test $-$ELBO 99.2 nats after 15 epochs against the one-layer VAE's 99.8). Inactive upper
-# layers are a common difficulty of deep VAE hierarchies. Sønderby et al. (2016) kept them alive with the
-# KL warm-up together with batch normalization and longer training; NVAE (Vahdat & Kautz, 2020) adds residual
-# cells, spectral regularization and a KL balancing across groups.
+# layers are a common difficulty of deep VAE hierarchies. Sønderby et al. (2016) kept them alive with the KL
+# warm-up together with batch normalization and longer training; NVAE (Vahdat & Kautz, 2020) adds residual cells,
+# spectral regularization and a KL balancing across groups.
 
 # %% [markdown]
 # ### A decoder strong enough to ignore $z$
