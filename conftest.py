@@ -22,7 +22,8 @@ os.environ.setdefault("PYTHONHASHSEED", "0")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # no progress bars in test kernels: nbval reads a cell's messages only after the cell has finished, and the
 # thousands of widget updates of a long training overflow the kernel's message queue, which then drops the
-# cell's last messages (a long standard-mode cell failed with "Timeout ... waiting for output")
+# cell's last messages (a long standard-mode cell failed with "Timeout ... waiting for output"). tqdm's notebook
+# bars ignore this variable; `fit` reads it itself.
 os.environ.setdefault("TQDM_DISABLE", "1")
 _shared_mnist = ROOT.parent / "shared" / "data" / "mnist"
 if "DGM_DATA_DIR" not in os.environ and _shared_mnist.is_dir():

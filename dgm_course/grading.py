@@ -126,7 +126,8 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 
 def _subprocess_env(mode: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS")}
-    env.update(DGM_MODE=mode, PYTHONUNBUFFERED="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    # progress bars send a message per update; nbval reads them only after the cell, and too many are dropped
+    env.update(DGM_MODE=mode, PYTHONUNBUFFERED="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", TQDM_DISABLE="1")
     root = Path(__file__).resolve().parent.parent
     if (root / "pyproject.toml").is_file():  # a source checkout: let the kernel import dgm_course
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))

@@ -53,6 +53,11 @@ def evaluate(model: torch.nn.Module, data: Batch, batch_size: int = 500, transfo
     return total / count
 
 
+def _progress_off() -> bool:
+    """TQDM_DISABLE set (to anything but "", "0" or "false"): tqdm's own switch, which its notebook bars ignore."""
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false")
+
+
 def _is_rate(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
@@ -102,7 +107,8 @@ def fit(
     generator = torch.Generator().manual_seed(seed)
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "step_loss": [], "epoch_time": []}
     steps_per_epoch = -(-len(tensors[0]) // batch_size)
-    bar = tqdm(total=epochs * steps_per_epoch, disable=not progress, desc=type(model).__name__, leave=False)
+    bar = tqdm(total=epochs * steps_per_epoch, disable=not progress or _progress_off(), desc=type(model).__name__,
+               leave=False)
     model.train()
     for epoch in range(epochs):
         if lr_per_epoch is not None:

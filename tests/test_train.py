@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from tqdm.auto import tqdm
 
 from dgm_course import train
 
@@ -84,6 +85,24 @@ def test_fit_rejects_a_bad_schedule():
         train.fit(Gaussian(), data(), epochs=2, lr=[0.1, -0.1])
     with pytest.raises(TypeError, match="one learning rate per epoch; got str"):
         train.fit(Gaussian(), data(), epochs=1, lr="0.1")
+
+
+@pytest.mark.parametrize(("value", "shown"), [(None, True), ("0", True), ("1", False), ("true", False)])
+def test_fit_hides_its_progress_bar_when_tqdm_disable_is_set(monkeypatch, value, shown):
+    bars = []
+
+    def recording_tqdm(**kwargs):
+        bars.append(kwargs["disable"])
+        return tqdm(**kwargs)
+
+    monkeypatch.setattr(train, "tqdm", recording_tqdm)
+    if value is None:
+        monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    else:
+        monkeypatch.setenv("TQDM_DISABLE", value)
+    train.fit(Gaussian(), data(100), epochs=1, progress=True)
+    train.fit(Gaussian(), data(100), epochs=1, progress=False)
+    assert bars == [not shown, True]
 
 
 def test_fit_passes_tuples_to_loss():
