@@ -17,10 +17,6 @@ from .. import checks
 DOUBLE = torch.float64
 
 
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 def _pair(out, what: str, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Unpack a flow's (y, log_det) and check that log_det has one entry per sample."""
     if not isinstance(out, tuple | list) or len(out) != 2:
@@ -38,7 +34,7 @@ class _Conditioner:
     """A random two-layer network (s, t) = net(x_masked), float64, with scales big enough to matter."""
 
     def __init__(self, dim: int, seed: int, hidden: int = 16):
-        g = _generator(seed)
+        g = torch.Generator().manual_seed(seed)
         self.w1 = torch.randn(hidden, dim, generator=g, dtype=DOUBLE)
         self.b1 = torch.randn(hidden, generator=g, dtype=DOUBLE)
         self.w_s = 0.4 * torch.randn(dim, hidden, generator=g, dtype=DOUBLE)
@@ -54,7 +50,7 @@ class _Conditioner:
 
 
 def _coupling_case(dim: int, seed: int, image: bool):
-    g = _generator(seed + 100)
+    g = torch.Generator().manual_seed(seed + 100)
     mask = (torch.arange(dim) % 2 == seed % 2).to(DOUBLE)                # alternating 0/1 pattern
     if seed % 3 == 2:
         mask = (torch.rand(dim, generator=g) < 0.5).to(DOUBLE)             # an arbitrary binary mask
@@ -114,7 +110,7 @@ class _AutoregressiveNet:
     """(mu, alpha) = net(x) with mu_i, alpha_i nonlinear functions of x_<i only (a strictly lower-triangular mixer)."""
 
     def __init__(self, dim: int, seed: int):
-        g = _generator(seed)
+        g = torch.Generator().manual_seed(seed)
         lower = torch.ones(dim, dim, dtype=DOUBLE).tril(-1)                 # [i, j] = 1 for j < i
         self.p = torch.randn(2, dim, dim, generator=g, dtype=DOUBLE)
         self.q = torch.randn(2, dim, dim, generator=g, dtype=DOUBLE)
@@ -145,7 +141,7 @@ def check_maf_inverse(maf_inverse: Callable) -> None:
     """
     for seed, dim in enumerate((1, 3, 6)):
         net = _AutoregressiveNet(dim, seed)
-        x_true = torch.randn(5, dim, generator=_generator(seed + 50), dtype=DOUBLE)
+        x_true = torch.randn(5, dim, generator=torch.Generator().manual_seed(seed + 50), dtype=DOUBLE)
         z = net.forward_flow(x_true)
         x, log_det = _pair(maf_inverse(z.clone(), net), "maf_inverse", len(z))
         checks.check_tensor("maf_inverse's x", x, shape=(5, dim))
@@ -193,7 +189,7 @@ def check_bits_per_dim(bits_per_dim: Callable) -> None:
     x (B, ...) in (0, 1) is dequantized data, (pixel + u) / 256; the flow models y = logit(alpha + (1 - 2 alpha) x)
     and log_p_y (B,) is its log-density in nats.
     """
-    g = _generator(7)
+    g = torch.Generator().manual_seed(7)
     for alpha, shape in ((0.05, (6, 1, 5, 5)), (1e-6, (4, 30)), (0.2, (3, 2, 3, 3))):
         x = (torch.randint(0, 256, shape, generator=g).double() + torch.rand(shape, generator=g, dtype=DOUBLE)) / 256
         d = x[0].numel()
@@ -270,7 +266,7 @@ def check_distillation_kl(distillation_kl: Callable) -> None:
     student.inverse(z) -> (x, log|det dx/dz|) samples the student; teacher.log_prob(x) -> (B,). The estimate
     must carry the gradient with respect to the student's parameters through the samples.
     """
-    g = _generator(11)
+    g = torch.Generator().manual_seed(11)
     dim = 3
     m_p, s_p = torch.randn(dim, generator=g, dtype=DOUBLE), torch.tensor([0.5, 1.0, 1.7], dtype=DOUBLE)
     teacher = _GaussianTeacher(m_p, s_p)

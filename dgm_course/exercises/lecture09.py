@@ -221,7 +221,8 @@ def check_wasserstein_1d(wasserstein_1d: Callable) -> None:
              (torch.rand(200, generator=g, dtype=DOUBLE), torch.randn(200, generator=g, dtype=DOUBLE) ** 2),
              (torch.randn(7, generator=g, dtype=DOUBLE), torch.randn(7, generator=g, dtype=DOUBLE))]
     for i, (x, y) in enumerate(cases):
-        out = checks.check_scalar("wasserstein_1d", wasserstein_1d(x.clone(), y.clone()), "average over the n matched pairs")
+        out = checks.check_scalar("wasserstein_1d", wasserstein_1d(x.clone(), y.clone()),
+                                  "average over the n matched pairs")
         checks.check_close(f"W between two random samples (case {i + 1}, n = {len(x)})", out.detach(),
                            _w1_by_cdfs(x, y), atol=1e-9,
                            hint="match the samples in sorted order and average the absolute differences "

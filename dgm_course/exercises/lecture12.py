@@ -17,13 +17,9 @@ from .. import checks
 DOUBLE = torch.float64
 
 
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 def _random_mixture(seed: int, k: int, d: int):
     """Weights (K,), means (K, D) and per-component isotropic standard deviations (K,), float64."""
-    g = _generator(seed)
+    g = torch.Generator().manual_seed(seed)
     weights = torch.rand(k, generator=g, dtype=DOUBLE) + 0.2
     means = 3 * torch.randn(k, d, generator=g, dtype=DOUBLE)
     stds = 0.3 + torch.rand(k, generator=g, dtype=DOUBLE)
@@ -59,7 +55,7 @@ def check_mixture_score(mixture_score: Callable) -> None:
     p_sigma = sum_k w_k N(mu_k, (s_k^2 + sigma^2) I) at each row of x."""
     for seed, (k, d, sigma) in enumerate([(2, 2, 0.0), (3, 2, 0.7), (4, 3, 2.5), (1, 2, 0.3)]):
         weights, means, stds = _random_mixture(seed, k, d)
-        x = 4 * torch.randn(64, d, generator=_generator(seed + 10), dtype=DOUBLE)
+        x = 4 * torch.randn(64, d, generator=torch.Generator().manual_seed(seed + 10), dtype=DOUBLE)
         got = mixture_score(x.clone(), weights, means, stds, sigma)
         checks.check_tensor("mixture_score's output", got, shape=(64, d))
         want = _reference_score(x, weights, means, stds, sigma)
@@ -99,7 +95,7 @@ class _RandomScore(torch.nn.Module):
 
     def __init__(self, d: int, seed: int, hidden: int = 16):
         super().__init__()
-        g = _generator(seed)
+        g = torch.Generator().manual_seed(seed)
         self.a = torch.nn.Parameter(torch.randn(d, d, generator=g, dtype=DOUBLE))
         self.w1 = torch.randn(hidden, d, generator=g, dtype=DOUBLE)
         self.b1 = torch.randn(hidden, generator=g, dtype=DOUBLE)
@@ -109,21 +105,16 @@ class _RandomScore(torch.nn.Module):
         return x @ self.a.T + torch.tanh(x @ self.w1.T + self.b1) @ self.w2.T
 
 
-def _scalar(out, what: str) -> torch.Tensor:
-    if not isinstance(out, torch.Tensor) or out.numel() != 1:
-        got = f"tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
-        checks.fail(f"{what} returns the wrong thing", "one number (a scalar tensor): the mean over the batch", got,
-                    "sum over the coordinates, then average over the batch")
-    return out.reshape(())
+_MEAN = "the loss is the mean over the batch: sum over the coordinates, then average over the batch"
 
 
 def check_dsm_loss(dsm_loss: Callable) -> None:
     """Exercise 2: `dsm_loss(score, x, sigma, z)` = mean_b 1/2 || score(x + sigma z) + z / sigma ||^2."""
     for seed, (b, d, sigma) in enumerate([(32, 2, 0.5), (17, 3, 1.7), (8, 2, 0.05)]):
-        g = _generator(seed + 20)
+        g = torch.Generator().manual_seed(seed + 20)
         score = _RandomScore(d, seed)
         x, z = torch.randn(b, d, generator=g, dtype=DOUBLE), torch.randn(b, d, generator=g, dtype=DOUBLE)
-        loss = _scalar(dsm_loss(score, x.clone(), sigma, z.clone()), "dsm_loss")
+        loss = checks.check_scalar("dsm_loss", dsm_loss(score, x.clone(), sigma, z.clone()), _MEAN)
         x_tilde = x + sigma * z
         want = 0.5 * ((score(x_tilde) + z / sigma) ** 2).sum(1).mean()
         wrong = {
@@ -147,10 +138,10 @@ def check_dsm_loss(dsm_loss: Callable) -> None:
                         "a tensor without grad", "do not compute it under torch.no_grad or detach the score")
     # the minimizer over scores s_a(x) = -a x, for data N(0, tau^2 I), is the perturbed score: a = 1/(tau^2 + sigma^2)
     tau, sigma, d = 1.5, 0.8, 2
-    g = _generator(5)
+    g = torch.Generator().manual_seed(5)
     x, z = tau * torch.randn(200_000, d, generator=g, dtype=DOUBLE), torch.randn(200_000, d, generator=g, dtype=DOUBLE)
     a = torch.tensor(0.3, dtype=DOUBLE, requires_grad=True)
-    loss = _scalar(dsm_loss(lambda v: -a * v, x, sigma, z), "dsm_loss")
+    loss = checks.check_scalar("dsm_loss", dsm_loss(lambda v: -a * v, x, sigma, z), _MEAN)
     (grad,) = torch.autograd.grad(loss, a)
     a_star = float(a.detach()) - float(grad) / float(((x + sigma * z) ** 2).sum(1).mean())   # one Newton step: quadratic in a
     checks.check_close("the minimizer a of the DSM loss over s(x) = -a x on N(0, tau^2 I) data", a_star,
@@ -178,7 +169,7 @@ def check_tweedie(tweedie_denoiser: Callable) -> None:
     grad log p_sigma at those points."""
     for seed, (k, d, sigma) in enumerate([(2, 2, 0.5), (3, 2, 2.0), (3, 3, 1.2)]):
         weights, means, stds = _random_mixture(seed + 30, k, d)
-        x_tilde = 4 * torch.randn(50, d, generator=_generator(seed + 40), dtype=DOUBLE)
+        x_tilde = 4 * torch.randn(50, d, generator=torch.Generator().manual_seed(seed + 40), dtype=DOUBLE)
 
         def score(v, weights=weights, means=means, stds=stds, sigma=sigma):
             return _reference_score(v, weights, means, stds, sigma)
@@ -235,11 +226,11 @@ def check_sliced_loss(sliced_loss: Callable) -> None:
     d, reps = 3, 10_000
     for seed, kind in enumerate(("rademacher", "gaussian")):
         score = _RandomScore(d, seed + 50)
-        g = _generator(seed + 60)
+        g = torch.Generator().manual_seed(seed + 60)
         points = 1.5 * torch.randn(4, d, generator=g, dtype=DOUBLE)
         x = points.repeat_interleave(reps, 0)                               # (4 * reps, D): each point, many v
         v = _projections(kind, x.shape, g)
-        loss = _scalar(sliced_loss(score, x.clone(), v.clone()), "sliced_loss")
+        loss = checks.check_scalar("sliced_loss", sliced_loss(score, x.clone(), v.clone()), _MEAN)
         exact = _exact_sm_objective(score, points)
         spread = _sliced_terms(score, x, v).detach()
         tol = 5 * float(spread.std()) / math.sqrt(len(x)) + 1e-3

@@ -19,10 +19,6 @@ from .. import checks
 DOUBLE = torch.float64
 
 
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 def _within(what: str, found: torch.Tensor, expected: torch.Tensor, tol: torch.Tensor, hint: str) -> None:
     """Fail when any entry of `found` is further than `tol` from `expected` (statistical comparisons)."""
     gap = (found - expected).abs() / tol
@@ -40,7 +36,7 @@ def check_sigma_schedule(sigma_schedule: Callable) -> None:
     """Exercise 1: `sigma_schedule(x, sigma_min, L)` -> (L,) decreasing, geometric, from the data's diameter to sigma_min."""
     cases = [(40, 2, 0.1, 10, DOUBLE), (60, 5, 0.03, 7, torch.float32), (25, 12, 0.5, 3, DOUBLE)]
     for seed, (n, d, sigma_min, L, dtype) in enumerate(cases):
-        g = _generator(seed)
+        g = torch.Generator().manual_seed(seed)
         x = (torch.randn(n, d, generator=g, dtype=DOUBLE) * torch.rand(d, generator=g, dtype=DOUBLE) * 3
              + torch.randn(d, generator=g, dtype=DOUBLE))
         diameter = (x[:, None] - x[None]).norm(dim=-1).max()
@@ -69,7 +65,7 @@ class _RandomScore(torch.nn.Module):
 
     def __init__(self, dim: int, seed: int, hidden: int = 8):
         super().__init__()
-        g = _generator(seed)
+        g = torch.Generator().manual_seed(seed)
         self.w1 = torch.nn.Parameter(torch.randn(dim, hidden, generator=g, dtype=DOUBLE))
         self.u = torch.nn.Parameter(torch.randn(hidden, generator=g, dtype=DOUBLE))
         self.w2 = torch.nn.Parameter(torch.randn(hidden, dim, generator=g, dtype=DOUBLE) / math.sqrt(hidden))
@@ -91,7 +87,7 @@ def _reference_ncsn_loss(score, x, sigma, z):
 def check_ncsn_loss(ncsn_loss: Callable) -> None:
     """Exercise 2: `ncsn_loss(score, x, sigma, z)` = mean_b 1/2 sigma_b^2 ||score(x_b + sigma_b z_b, sigma_b) + z_b / sigma_b||^2."""
     for seed, shape in enumerate([(16, 3), (8, 1, 4, 4), (5, 7)]):
-        g = _generator(seed + 10)
+        g = torch.Generator().manual_seed(seed + 10)
         x = torch.randn(*shape, generator=g, dtype=DOUBLE)
         z = torch.randn(*shape, generator=g, dtype=DOUBLE)
         sigma = 0.05 * 100 ** torch.rand(shape[0], generator=g, dtype=DOUBLE)   # log-uniform in [0.05, 5]
@@ -133,8 +129,8 @@ def check_annealed_langevin(annealed_langevin: Callable) -> None:
     n, eps, n_steps = 20000, 0.01, 3
     m, v = torch.tensor([1.0, -2.0], dtype=DOUBLE), torch.tensor([0.5, 2.0], dtype=DOUBLE)
     sigmas = torch.tensor([2.0, 1.0, 0.5, 0.25], dtype=DOUBLE)
-    x0 = torch.tensor([4.0, 3.0], dtype=DOUBLE) + torch.randn(n, 2, generator=_generator(3), dtype=DOUBLE) * \
-        torch.tensor([1.0, 0.5], dtype=DOUBLE)
+    noise = torch.randn(n, 2, generator=torch.Generator().manual_seed(3), dtype=DOUBLE)
+    x0 = torch.tensor([4.0, 3.0], dtype=DOUBLE) + noise * torch.tensor([1.0, 0.5], dtype=DOUBLE)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         states = annealed_langevin(_gaussian_score(m, v), x0.clone(), sigmas, eps, n_steps)

@@ -19,10 +19,6 @@ from .. import checks
 DOUBLE = torch.float64
 
 
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 def _scalar(value, what: str) -> float:
     """A Python float from a number, a one-element tensor or array; fails with a clear message otherwise."""
     if isinstance(value, torch.Tensor):
@@ -79,7 +75,7 @@ def check_inception_score(inception_score: Callable) -> None:
            float((-(q * q.log()).sum()).exp()), atol=1e-5,
            hint="p(y) is the mean of the rows p(y|x_i) (the marginal over the samples), not the uniform 1/K")
     # 4. Random soft predictions (Dirichlet rows), against the reference.
-    g = _generator(3)
+    g = torch.Generator().manual_seed(3)
     for n, kk in ((40, 10), (7, 3)):
         logits = 2.5 * torch.randn(n, kk, generator=g, dtype=DOUBLE)
         probs = logits.softmax(1)
@@ -119,7 +115,7 @@ def check_frechet_distance(frechet_distance: Callable) -> None:
     """Exercise 2: `frechet_distance(mu1, sigma1, mu2, sigma2)` = |mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2).
 
     mu (D,) and sigma (D, D) float64 tensors; returns one number."""
-    g = _generator(14)
+    g = torch.Generator().manual_seed(14)
     # 1. Diagonal covariances: the closed form sum_i (m1_i - m2_i)^2 + (s1_i^1/2 - s2_i^1/2)^2.
     for d in (1, 5):
         mu1, mu2 = torch.randn(d, generator=g, dtype=DOUBLE), torch.randn(d, generator=g, dtype=DOUBLE)
@@ -170,7 +166,7 @@ def _mmd2_loops(x: torch.Tensor, y: torch.Tensor) -> float:
 def check_mmd2_unbiased(mmd2_unbiased: Callable) -> None:
     """Exercise 3: `mmd2_unbiased(x, y)`, x (m, d) and y (n, d), the unbiased estimate of MMD^2 with KID's
     polynomial kernel: the mean of k over pairs i != j within x and within y, minus twice the mean over all x-y pairs."""
-    g = _generator(21)
+    g = torch.Generator().manual_seed(21)
     for m, n, d, shift in ((7, 11, 5, 0.0), (12, 4, 3, 0.7), (9, 9, 16, 0.3)):
         x = torch.randn(m, d, generator=g, dtype=DOUBLE)
         y = shift + torch.randn(n, d, generator=g, dtype=DOUBLE)
@@ -214,12 +210,21 @@ def _pr(precision_recall: Callable, real, fake, k) -> tuple[float, float]:
     return _scalar(out[0], "precision_recall's precision"), _scalar(out[1], "precision_recall's recall")
 
 
+def _expect_pr(precision_recall: Callable, real, fake, k, what: str, hint: str) -> None:
+    """Fail unless precision_recall(real, fake, k) matches the reference coverages to 1e-9."""
+    expected = (_coverage(fake, real, k), _coverage(real, fake, k))
+    found = _pr(precision_recall, real, fake, k)
+    if abs(found[0] - expected[0]) > 1e-9 or abs(found[1] - expected[1]) > 1e-9:
+        checks.fail(f"precision and recall of {what}", f"({expected[0]:.4g}, {expected[1]:.4g})",
+                    f"({found[0]:.4g}, {found[1]:.4g})", hint)
+
+
 def check_precision_recall(precision_recall: Callable) -> None:
     """Exercise 4: `precision_recall(real, fake, k)` -> (precision, recall) with k-NN balls (Kynkaanniemi et al.).
 
     precision: the fraction of fake samples inside the union of the real samples' k-NN balls; recall: the
     fraction of real samples inside the union of the fake samples' k-NN balls. real (N, D), fake (M, D)."""
-    g = _generator(8)
+    g = torch.Generator().manual_seed(8)
     d = 4
     real = torch.randn(60, d, generator=g, dtype=DOUBLE)
     # 1. A model that returns the real samples: everything is covered.
@@ -231,23 +236,15 @@ def check_precision_recall(precision_recall: Callable) -> None:
     half = real[real[:, 0] < 0]
     fake = half + 0.05 * torch.randn(half.shape, generator=g, dtype=DOUBLE)
     for k in (3, 5):
-        expected = (_coverage(fake, real, k), _coverage(real, fake, k))
-        found = _pr(precision_recall, real, fake, k)
-        if abs(found[0] - expected[0]) > 1e-9 or abs(found[1] - expected[1]) > 1e-9:
-            checks.fail(f"precision and recall of a model that drops half of the data (k = {k})",
-                        f"({expected[0]:.4g}, {expected[1]:.4g})", f"({found[0]:.4g}, {found[1]:.4g})",
-                        "precision asks whether fake samples are realistic (inside the real balls), recall whether "
-                        "the real data is covered (inside the fake balls); the k-NN radius of a point excludes "
-                        "the point itself")
+        _expect_pr(precision_recall, real, fake, k, f"a model that drops half of the data (k = {k})",
+                   "precision asks whether fake samples are realistic (inside the real balls), recall whether "
+                   "the real data is covered (inside the fake balls); the k-NN radius of a point excludes "
+                   "the point itself")
     # 3. Random sets of different sizes and spreads.
     for k, (n, m, spread) in zip((3, 4), ((50, 70, 1.5), (80, 40, 0.6)), strict=True):
         real = torch.randn(n, d, generator=g, dtype=DOUBLE)
         fake = 0.5 + spread * torch.randn(m, d, generator=g, dtype=DOUBLE)
-        expected = (_coverage(fake, real, k), _coverage(real, fake, k))
-        found = _pr(precision_recall, real, fake, k)
-        if abs(found[0] - expected[0]) > 1e-9 or abs(found[1] - expected[1]) > 1e-9:
-            checks.fail(f"precision and recall of random sets (N = {n} real, M = {m} fake, k = {k})",
-                        f"({expected[0]:.4g}, {expected[1]:.4g})", f"({found[0]:.4g}, {found[1]:.4g})",
-                        "the radius of a ball is the distance to the k-th nearest other point of the same set "
-                        "(its distance to itself, 0, is not a neighbour)")
+        _expect_pr(precision_recall, real, fake, k, f"random sets (N = {n} real, M = {m} fake, k = {k})",
+                   "the radius of a ball is the distance to the k-th nearest other point of the same set "
+                   "(its distance to itself, 0, is not a neighbour)")
     checks.passed("Exercise 4: precision and recall")

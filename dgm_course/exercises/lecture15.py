@@ -19,13 +19,9 @@ from .. import checks
 DOUBLE = torch.float64
 
 
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 def _random_beta(T: int, seed: int) -> torch.Tensor:
     """A random increasing schedule (T+1,), beta[0] = 0 and 0 < beta_t < 0.3 for t >= 1."""
-    b = torch.rand(T, generator=_generator(seed), dtype=DOUBLE).sort().values * 0.25 + 0.01
+    b = torch.rand(T, generator=torch.Generator().manual_seed(seed), dtype=DOUBLE).sort().values * 0.25 + 0.01
     return torch.cat([b.new_zeros(1), b])
 
 
@@ -70,7 +66,7 @@ def check_q_sample(q_sample: Callable) -> None:
     T = 12
     beta = _random_beta(T, 0)
     alpha_bar = _alpha_bar(beta)
-    g = _generator(1)
+    g = torch.Generator().manual_seed(1)
     # 1. Distribution: one x0 repeated, many eps; moments against the step-by-step chain at every t.
     n = 40000
     x0 = torch.randn(1, 3, generator=g, dtype=DOUBLE).expand(n, 3).clone()
@@ -179,7 +175,7 @@ def check_eps_loss(eps_loss: Callable) -> None:
     """
     T = 10
     alpha_bar = _alpha_bar(_random_beta(T, 20))
-    g = _generator(21)
+    g = torch.Generator().manual_seed(21)
     for shape in ((8, 3), (6, 1, 4, 4)):
         x0 = torch.randn(shape, generator=g, dtype=DOUBLE)
         eps = torch.randn(shape, generator=g, dtype=DOUBLE)
@@ -229,7 +225,7 @@ def check_ddpm_step(ddpm_step: Callable) -> None:
     T = 9
     beta = _random_beta(T, 30)
     ab = _alpha_bar(beta)
-    g = _generator(31)
+    g = torch.Generator().manual_seed(31)
     for shape in ((7, 2), (5, 1, 3, 3)):
         for t in (1, 2, 5, T):
             x0 = torch.randn(shape, generator=g, dtype=DOUBLE)
@@ -260,7 +256,7 @@ def check_ddpm_step(ddpm_step: Callable) -> None:
 
 def check_guidance(guided_eps: Callable) -> None:
     """Exercise 5: `guided_eps(eps_c, eps_u, w)` = w (eps_c - eps_u) + eps_u, for a float w."""
-    g = _generator(40)
+    g = torch.Generator().manual_seed(40)
     for shape in ((6, 2), (4, 1, 3, 3)):
         eps_c = torch.randn(shape, generator=g, dtype=DOUBLE)
         eps_u = torch.randn(shape, generator=g, dtype=DOUBLE)
