@@ -6,15 +6,31 @@ gives what was expected, what was found, and a hint; it never shows the solution
 
 from __future__ import annotations
 
+import functools
 import math
+import random
+import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
+import numpy as np
 import torch
 from scipy import stats
 
+#: what a student stub raises (see `dgm_course.build`): NotImplementedError("<exercise>: replace this line ...")
+STUB_TEXT = "replace this line with your solution"
+_PACKAGE = str(Path(__file__).resolve().parent)
+
 
 class CheckError(AssertionError):
-    """An exercise check failed."""
+    """An exercise check failed. In Jupyter it shows as its message alone, without a traceback."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython's hook: the lines shown instead of a traceback
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
+
+
+class NotDoneError(CheckError):
+    """The exercise still holds its stub."""
 
 
 def fail(what: str, expected: str, found: str, hint: str = "") -> None:
@@ -30,12 +46,98 @@ def passed(exercise: str) -> None:
     print(f"[passed] {exercise}")
 
 
-def _fmt(value) -> str:
+def _student_frame(tb) -> str:
+    """'line N of your code: <source>' for the innermost traceback frame outside the package and torch."""
+    frames = [f for f in traceback.extract_tb(tb)
+              if not f.filename.startswith(_PACKAGE) and f"{Path('torch')}{Path('/')}" not in f.filename]
+    if not frames:
+        return ""
+    f = frames[-1]
+    return f"line {f.lineno} of your code" + (f": {f.line.strip()}" if f.line else "")
+
+
+def exercise(exercise_id: str, title: str) -> Callable[[Callable], Callable]:
+    """Decorate a check: it says "[passed] <title>" when it passes, "<exercise_id> is not done yet" on a stub,
+    turns any other error raised while checking into a CheckError, and leaves the caller's random states and
+    default dtype as they were (the check runs in float32 by default, on its own seeds)."""
+    def decorate(check: Callable) -> Callable:
+        @functools.wraps(check)
+        def run(*args, **kwargs) -> None:
+            py_state, np_state, dtype = random.getstate(), np.random.get_state(), torch.get_default_dtype()
+            try:
+                with torch.random.fork_rng(devices=[]):
+                    torch.set_default_dtype(torch.float32)
+                    check(*args, **kwargs)
+            except CheckError:
+                raise
+            except NotImplementedError as e:
+                if STUB_TEXT in str(e):
+                    raise NotDoneError(f"{exercise_id} is not done yet: replace the stub in its solution cell "
+                                       "with your code, run that cell, then this one") from None
+                _raised(title, e)
+            except Exception as e:  # a wrong answer must reach the student as a CheckError, not a bare error
+                _raised(title, e)
+            finally:
+                random.setstate(py_state)
+                np.random.set_state(np_state)
+                torch.set_default_dtype(dtype)
+            passed(title)
+
+        run.exercise_id = exercise_id
+        return run
+    return decorate
+
+
+def _raised(title: str, e: Exception) -> None:
+    where = _student_frame(e.__traceback__)
+    message = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+    fail(f"{title}: checking your answer raised {type(e).__name__}",
+         "code that runs on the inputs the statement describes (shapes and dtypes as stated)",
+         f"{type(e).__name__}: {message}" + (f" ({where})" if where else ""),
+         "read the error above; it usually names the shapes or types that do not fit")
+
+
+def plain(name: str, value, differentiable: bool = False) -> torch.Tensor:
+    """`value` as a plain torch.Tensor (numbers and numpy arrays converted), so that comparisons cannot be
+    fooled by a subclass or an object with its own `__eq__`. Detached unless `differentiable`."""
+    if isinstance(value, torch.Tensor):
+        if type(value) not in (torch.Tensor, torch.nn.Parameter):
+            fail(f"{name} has the wrong type", "a plain torch.Tensor",
+                 f"{type(value).__name__} (a subclass of torch.Tensor)", "return the tensor you computed")
+        with torch._C.DisableTorchFunctionSubclass():
+            out = torch.Tensor.as_subclass(value, torch.Tensor)
+        return out if differentiable else out.detach()
+    if type(value) in (bool, int, float) or type(value) is np.ndarray or isinstance(value, np.number):
+        return torch.as_tensor(np.asarray(value))
+    fail(f"{name} has the wrong type", "a torch.Tensor (or a number)", type(value).__name__)
+
+
+def tolerance(dtype: torch.dtype, scale: float = 1.0) -> tuple[float, float]:
+    """(atol, rtol) for comparing work done in `dtype` with a float64 reference: about 1e-5 relative in float32
+    and 1e-10 in float64, times `scale` for operations that accumulate rounding (long sums, exp of large values)."""
+    if dtype in (torch.float16, torch.bfloat16):
+        base = 1e-2
+    elif dtype == torch.float64:
+        base = 1e-10
+    else:  # float32 and integer results computed through float32
+        base = 1e-5
+    return base * scale, 10 * base * scale
+
+
+def _digits_to_differ(a: float, b: float) -> int:
+    """The number of significant digits at which `a` and `b` print differently (at least 6, at most 17)."""
+    for digits in range(6, 18):
+        if f"{a:.{digits}g}" != f"{b:.{digits}g}":
+            return digits
+    return 17
+
+
+def _fmt(value, digits: int = 6) -> str:
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu()
-        return f"{value.item():.6g}" if value.numel() == 1 else f"tensor of shape {tuple(value.shape)}"
+        return f"{value.item():.{digits}g}" if value.numel() == 1 else f"tensor of shape {tuple(value.shape)}"
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return f"{value:.{digits}g}"
     return repr(value)
 
 
@@ -64,8 +166,14 @@ def check_scalar(what: str, out, hint: str = "", nonfinite_hint: str = "") -> to
     return out.reshape(())
 
 
-def check_close(name: str, found, expected, atol: float = 1e-6, rtol: float = 1e-5, hint: str = "") -> None:
-    """Check found ≈ expected elementwise (tensors, arrays or numbers)."""
+def check_close(name: str, found, expected, atol: float | None = None, rtol: float | None = None,
+                hint: str = "") -> None:
+    """Check found ≈ expected elementwise (tensors, arrays or numbers). Tolerances default to `tolerance` of
+    found's dtype (float32 work is not held to float64 precision)."""
+    found = plain(name, found)
+    default_atol, default_rtol = tolerance(found.dtype if torch.is_floating_point(found) else torch.float32)
+    atol = default_atol if atol is None else atol
+    rtol = default_rtol if rtol is None else rtol
     f, e = (torch.as_tensor(v).detach().cpu().double() for v in (found, expected))
     if f.shape != e.shape:
         fail(f"{name} has the wrong shape", str(tuple(e.shape)), str(tuple(f.shape)), hint)
@@ -73,9 +181,11 @@ def check_close(name: str, found, expected, atol: float = 1e-6, rtol: float = 1e
         fail(f"{name} contains NaN or inf", "finite values", "non-finite entries", hint)
     if not torch.allclose(f, e, atol=atol, rtol=rtol, equal_nan=True):
         worst = (f - e).abs().nan_to_num(math.inf).argmax()
+        ew, fw = float(e.reshape(-1)[worst]), float(f.reshape(-1)[worst])
+        digits = _digits_to_differ(ew, fw)
         fail(f"{name} is not close enough (atol={atol:g}, rtol={rtol:g})",
-             _fmt(e.reshape(-1)[worst]) + ("" if e.numel() == 1 else f" (at flat index {int(worst)})"),
-             _fmt(f.reshape(-1)[worst]), hint)
+             _fmt(ew, digits) + ("" if e.numel() == 1 else f" (at flat index {int(worst)})"),
+             _fmt(fw, digits), hint)
 
 
 def dependency_matrix(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:

@@ -155,3 +155,42 @@ def fid(images_a: torch.Tensor, images_b: torch.Tensor, clf: MNISTClassifier | N
     """The Fréchet distance between two image sets in the course classifier's feature space (not Inception FID)."""
     clf = clf or mnist_classifier()
     return frechet_distance(*gaussian_stats(features(images_a, clf)), *gaussian_stats(features(images_b, clf)))
+
+
+#: the last HELD_OUT training images: no generative model of the course trains on them (use
+#: `generative_train_split`), so they are real digits unseen by every model, the floor's samples
+HELD_OUT = 5000
+
+
+def generative_train_split(n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """MNIST training images and labels (uint8, int64) for a generative model scored by FID: the first n of the
+    training split less its last HELD_OUT images (all of them when n is None)."""
+    images, labels = mnist.load_mnist("train")
+    images, labels = images[:-HELD_OUT], labels[:-HELD_OUT]
+    if n is not None:
+        if not isinstance(n, int) or not 0 < n <= len(images):
+            raise ValueError(f"n must be an int in 1..{len(images)}; got {n!r}")
+        images, labels = images[:n], labels[:n]
+    return images, labels
+
+
+def fid_reference(smoke: int = 500) -> torch.Tensor:
+    """The reference images of every FID in the course, in [0, 1]: the mode's test set (`mnist.test_split`)."""
+    return mnist.to_unit(mnist.test_split(smoke=smoke)[0])
+
+
+def fid_floor(n: int, reference: torch.Tensor, clf: MNISTClassifier | None = None) -> float:
+    """The FID of n real held-out training digits against `reference`: what a perfect model scores with n samples.
+    Record it as `fid_floor` beside every FID computed from n generated samples."""
+    images, _ = mnist.load_mnist("train")
+    if not isinstance(n, int) or not 2 <= n <= HELD_OUT:
+        raise ValueError(f"n must be an int in 2..{HELD_OUT} (the held-out training images); got {n!r}")
+    return fid(mnist.to_unit(images[-n:]), reference, clf)
+
+
+def confident_fraction(images: torch.Tensor, clf: MNISTClassifier | None = None, threshold: float = 0.9) -> float:
+    """The fraction of images that the course classifier assigns to some digit with probability >= threshold:
+    how many samples look like a digit (real test digits score about 0.98)."""
+    clf = clf or mnist_classifier()
+    probs = _batched(lambda x: F.softmax(clf(x), -1), images, clf, 500)
+    return (probs.max(-1).values >= threshold).double().mean().item()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .runtime import cache_dir
+from .runtime import budget, cache_dir
 
 MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 FILES = {
@@ -137,6 +137,15 @@ def load_mnist(split: str = "train", n: int | None = None, directory: str | Path
             raise ValueError(f"n must be an int in 1..{len(images)} for the {split} split; got {n!r}")
         images, labels = images[:n], labels[:n]
     return images, labels
+
+
+def test_split(smoke: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The course's MNIST test set for the current mode, the one every lecture evaluates on: in standard mode the
+    first 2000 official test images, in full mode the whole official test split on disk, in smoke mode the first
+    `smoke`. Record `len(images)` as `n_data`; never hard-code the size."""
+    if not isinstance(smoke, int) or smoke < 1:
+        raise ValueError(f"smoke must be a positive int (test images in smoke mode); got {smoke!r}")
+    return load_mnist("test", n=budget(smoke=smoke, standard=2000, full=None))
 
 
 def _check_uint8_images(images: torch.Tensor) -> None:

@@ -39,6 +39,7 @@ def _brute_force_count(parents: Parents, k: int) -> int:
     return total
 
 
+@checks.exercise("ex1_parameter_counts", "Exercise 1: parameter counts")
 def check_parameter_counts(num_parameters: Callable[..., int]) -> None:
     """Exercise 1: `num_parameters(parents, num_states)` against a count over every parent assignment."""
     g = torch.Generator().manual_seed(101)
@@ -66,12 +67,12 @@ def check_parameter_counts(num_parameters: Callable[..., int]) -> None:
         fail("num_parameters is wrong for the full joint of 784 binary pixels (every earlier pixel a parent)",
              "2**784 - 1 exactly", f"{found:.6g}" if isinstance(found, float) else str(found)[:40],
              "use exact Python integer arithmetic (no floats, numpy or torch integers)")
-    checks.passed("Exercise 1: parameter counts")
 
 
 # ---------------------------------------------------------------------------------------------- exercise 2
 
 
+@checks.exercise("ex2_bayes_posterior", "Exercise 2: Bayes rule")
 def check_bayes_posterior(bayes_posterior: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     """Exercise 2: log p(z|x) sums to one over z, times p(x) gives the joint, and survives tiny likelihoods."""
     g = torch.Generator().manual_seed(102)
@@ -90,7 +91,6 @@ def check_bayes_posterior(bayes_posterior: Callable[[torch.Tensor, torch.Tensor]
                  "NaN or inf", "exp(-1000) is 0 in floating point, so 0/0 appears: normalize in log space (logsumexp)")
         check_close(f"{what} with log_lik shifted by -1000 (the posterior must not change)", far, out, atol=1e-4,
                     rtol=1e-4, hint="a constant added to every log-likelihood cancels in Bayes rule")
-    checks.passed("Exercise 2: Bayes rule")
 
 
 # ---------------------------------------------------------------------------------------------- exercise 3
@@ -111,6 +111,7 @@ def _random_network(d: int, g: torch.Generator) -> tuple[list[tuple[int, ...]], 
     return parents, cpts
 
 
+@checks.exercise("ex3_ancestral_sampling", "Exercise 3: ancestral sampling")
 def check_ancestral_sampling(ancestral_sample: Callable[..., torch.Tensor]) -> None:
     """Exercise 3: chi-square test of `ancestral_sample(parents, cpts, n, generator)` against the exact joint."""
     g = torch.Generator().manual_seed(103)
@@ -131,12 +132,12 @@ def check_ancestral_sampling(ancestral_sample: Callable[..., torch.Tensor]) -> N
         with torch.random.fork_rng(devices=[]):  # a sampler that ignores the generator is still reproducible
             torch.manual_seed(j)
             checks.check_sampler(sample, probs, n=20000, seed=j, name=name)
-    checks.passed("Exercise 3: ancestral sampling")
 
 
 # ---------------------------------------------------------------------------------------------- exercise 4
 
 
+@checks.exercise("ex4_mixture_log_prob", "Exercise 4: the mixture density")
 def check_mixture_log_prob(mixture_log_prob: Callable[..., torch.Tensor]) -> None:
     """Exercise 4: log p(x) of a 1-D Gaussian mixture: finite far away, normalized, equal to sum_k pi_k N(x)."""
     g = torch.Generator().manual_seed(104)
@@ -160,12 +161,12 @@ def check_mixture_log_prob(mixture_log_prob: Callable[..., torch.Tensor]) -> Non
         expected = torch.logsumexp(log_pi + normal.log_prob(x[:, None]), -1)
         check_close(f"{what} at random points", check_tensor(what, f(x), shape=(300,)), expected, atol=1e-4,
                     rtol=1e-4, hint="each component is weighted by its mixing probability; sigma is a standard deviation")
-    checks.passed("Exercise 4: the mixture density")
 
 
 # ---------------------------------------------------------------------------------------------- exercise 5
 
 
+@checks.exercise("ex5_gda_fit", "Exercise 5: Gaussian discriminant analysis")
 def check_gda_fit(fit_gda: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
     """Exercise 5: the maximum-likelihood pi, mu and shared Sigma of Gaussian discriminant analysis."""
     g = torch.Generator().manual_seed(105)
@@ -191,7 +192,6 @@ def check_gda_fit(fit_gda: Callable[..., tuple[torch.Tensor, torch.Tensor, torch
         check_close(f"Sigma {where}", Sigma, Sigma_hat, atol=1e-4, rtol=1e-4,
                     hint="one covariance shared by all classes: center each point at the mean of its own class, "
                          "and divide by N as maximum likelihood does (not N - 1, not per class)")
-    checks.passed("Exercise 5: Gaussian discriminant analysis")
 
 
 # ---------------------------------------------------------------------------------------------- exercise 6
@@ -209,6 +209,7 @@ def _histogram_reference(x_train: torch.Tensor, x: torch.Tensor, bins: int, lim:
     return ((counts + alpha) / (len(x_train) + alpha * bins**2) / width**2).log()
 
 
+@checks.exercise("ex6_histogram_density", "Exercise 6: histogram density")
 def check_histogram_density(histogram_log_prob: Callable[..., torch.Tensor]) -> None:
     """Exercise 6: the smoothed 2-D histogram density: defined at the box edges, normalized, equal to counts."""
     g = torch.Generator().manual_seed(106)
@@ -235,7 +236,6 @@ def check_histogram_density(histogram_log_prob: Callable[..., torch.Tensor]) -> 
                     _histogram_reference(x_train, x, bins, lim, alpha), atol=1e-4, rtol=1e-4,
                     hint="count the training points in the bin of x (both coordinates), add alpha, normalize over "
                          "all bins, and divide by the area of a bin")
-    checks.passed("Exercise 6: histogram density")
 
 
 __all__ = [

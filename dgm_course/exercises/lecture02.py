@@ -35,6 +35,7 @@ def _call(what: str, fn: Callable, *args, **kwargs):
 # Exercise 1: the FVSBN mask
 # ----------------------------------------------------------------------------------------------------------
 
+@checks.exercise("ex1_fvsbn_mask", "Exercise 1: the FVSBN mask")
 def check_fvsbn_mask(fvsbn_mask: Callable[[int], torch.Tensor]) -> None:
     """Exercise 1: `fvsbn_mask(D)` is the (D, D) 0/1 mask with M[i, j] = 1 exactly when j < i."""
     for D, seed in ((6, 0), (11, 1)):
@@ -51,7 +52,6 @@ def check_fvsbn_mask(fvsbn_mask: Callable[[int], torch.Tensor]) -> None:
             return F.linear(x, W * M, b)
 
         checks.check_autoregressive(logits, D, require_all=True, seed=seed, name=f"a linear layer with fvsbn_mask({D})")
-    checks.passed("Exercise 1: the FVSBN mask")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -89,6 +89,7 @@ def _encode(x: torch.Tensor) -> torch.Tensor:
     return (4 * x[:, 0] + 2 * x[:, 1] + x[:, 2]).round().long()
 
 
+@checks.exercise("ex2_sampling_loop", "Exercise 2: the sampling loop")
 def check_sampler(sample_autoregressive: Callable) -> None:
     """Exercise 2: `sample_autoregressive(logits_fn, x, start, temperature, generator)` draws x_start, ..., x_{D-1}
     one at a time from their conditionals, keeping x_0, ..., x_{start-1}, with each logit divided by temperature."""
@@ -133,7 +134,6 @@ def check_sampler(sample_autoregressive: Callable) -> None:
 
     checks.check_sampler(unconditional(0.5), model.joint(0.5), n=n, seed=4,
                          name="sample_autoregressive (temperature 0.5)")
-    checks.passed("Exercise 2: the sampling loop")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -151,6 +151,7 @@ def nade_logits_naive(x: torch.Tensor, W: torch.Tensor, c: torch.Tensor, V: torc
     return torch.stack(out, 1)
 
 
+@checks.exercise("ex3_nade_running_sum", "Exercise 3: NADE's running-sum forward pass")
 def check_nade_logits(nade_logits: Callable) -> None:
     """Exercise 3: `nade_logits(x, W, c, V, b, g)` returns the (B, D) logits of p(x_i = 1 | x_<i) of a NADE with
     hidden nonlinearity g (the sigmoid by default)."""
@@ -168,7 +169,6 @@ def check_nade_logits(nade_logits: Callable) -> None:
                                 "logit_i = b_i + V[i] . g(a_i), with the g that was passed")
         checks.check_autoregressive(lambda v, W=W, c=c, V=V, b=b, e=extra: nade_logits(v.double(), W, c, V, b, *e),
                                     D, require_all=True, seed=seed, name="nade_logits")
-    checks.passed("Exercise 3: NADE's running-sum forward pass")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -188,6 +188,7 @@ def _degrees(D: int, hidden: tuple[int, ...], g: torch.Generator) -> list[torch.
     return m
 
 
+@checks.exercise("ex4_made_masks", "Exercise 4: MADE masks")
 def check_made_masks(made_masks: Callable) -> None:
     """Exercise 4: `made_masks(m)` turns connectivity numbers m = [m^0 (D,), m^1 (H_1,), ..., m^L (H_L,)] into the
     L + 1 masks of a MADE, (H_1, D), (H_2, H_1), ..., (D, H_L), which make output d depend on exactly the
@@ -217,13 +218,13 @@ def check_made_masks(made_masks: Callable) -> None:
         order = torch.argsort(m[0]).tolist()                            # the input with m^0 = 1 comes first
         checks.check_autoregressive(made, D, order=order, require_all=True, seed=seed,
                                     name=f"a MADE with {len(hidden)} hidden layer(s) and these masks")
-    checks.passed("Exercise 4: MADE masks")
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Exercise 5: the log-likelihood of a mask ensemble
 # ----------------------------------------------------------------------------------------------------------
 
+@checks.exercise("ex5_mask_ensemble", "Exercise 5: the ensemble log-likelihood")
 def check_ensemble_log_prob(ensemble_log_prob: Callable[[torch.Tensor], torch.Tensor]) -> None:
     """Exercise 5: `ensemble_log_prob(log_p)` maps (K, N) per-mask log-likelihoods to the (N,) log-likelihood of
     the mixture (1/K) sum_k p_k(x)."""
@@ -243,4 +244,3 @@ def check_ensemble_log_prob(ensemble_log_prob: Callable[[torch.Tensor], torch.Te
                     "-inf, NaN or a wrong shape", "exp(-800) underflows: use torch.logsumexp")
     checks.check_close("the ensemble log-likelihood of very unlikely points", found,
                        torch.logsumexp(big.double(), 0) - math.log(3), atol=1e-3, rtol=1e-6)
-    checks.passed("Exercise 5: the ensemble log-likelihood")

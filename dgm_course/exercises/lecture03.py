@@ -54,6 +54,7 @@ def _as_mask(causal_mask: Callable, k: int, mask_type: str) -> torch.Tensor:
     return mask.detach().float()
 
 
+@checks.exercise("ex1_causal_mask", "Exercise 1: the causal mask of a masked convolution")
 def check_causal_mask(causal_mask: Callable) -> None:
     """Exercise 1: `causal_mask(k, mask_type)` is the (k, k) 0/1 mask of a type "A" or "B" masked convolution."""
     size = 7
@@ -86,7 +87,6 @@ def check_causal_mask(causal_mask: Callable) -> None:
                             "it does not" if want[i, j] else "it does",
                             "type A sees the rows above and the pixels to the left in the centre row; type B "
                             "also sees the centre pixel itself")
-    checks.passed("Exercise 1: the causal mask of a masked convolution")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -100,6 +100,7 @@ def _reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> t
     return torch.softmax(scores.masked_fill(future, -math.inf), -1) @ v
 
 
+@checks.exercise("ex2_causal_attention", "Exercise 2: causal self-attention")
 def check_causal_attention(causal_self_attention: Callable) -> None:
     """Exercise 2: `causal_self_attention(q, k, v)` = softmax(q k^T / sqrt(d) + causal mask) v, (B, T, d)."""
     g = torch.Generator().manual_seed(0)
@@ -119,7 +120,6 @@ def check_causal_attention(causal_self_attention: Callable) -> None:
     checks.check_close("the attention output", out, _reference_attention(q, k, v), atol=1e-6,
                        hint="scores q k^T are divided by sqrt(d), masked with -inf above the diagonal, and the "
                             "softmax runs over the keys (the last axis)")
-    checks.passed("Exercise 2: causal self-attention")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -133,6 +133,7 @@ def _reference_dlogistic(x: torch.Tensor, mu: torch.Tensor, log_s: torch.Tensor)
     return (upper - lower).log()
 
 
+@checks.exercise("ex3_discretized_logistic", "Exercise 3: the discretized logistic likelihood")
 def check_discretized_logistic(discretized_logistic_log_prob: Callable) -> None:
     """Exercise 3: `discretized_logistic_log_prob(x, mu, log_s)`, the log mass of the bin [x - 0.5, x + 0.5]."""
     g = torch.Generator().manual_seed(0)
@@ -159,7 +160,6 @@ def check_discretized_logistic(discretized_logistic_log_prob: Callable) -> None:
     checks.check_close("log P(x) (where P(x) > 3e-7)", logp[keep], ref[keep], atol=1e-4, rtol=1e-4,
                        hint="P(x) = sigmoid((x + 0.5 - mu) / s) - sigmoid((x - 0.5 - mu) / s), with s = exp(log_s): "
                             "a mass of a bin, not a density at its centre")
-    checks.passed("Exercise 3: the discretized logistic likelihood")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -178,6 +178,7 @@ def _optimal_expected_length(p: list[float]) -> float:
     return total
 
 
+@checks.exercise("ex4_huffman_code", "Exercise 4: Huffman codes")
 def check_huffman(huffman_code: Callable) -> None:
     """Exercise 4: `huffman_code(p)` returns one codeword ('0'/'1' string) per symbol, an optimal prefix code."""
     sources = [[0.5, 0.5], [0.9, 0.05, 0.05]]
@@ -210,13 +211,13 @@ def check_huffman(huffman_code: Callable) -> None:
             checks.fail(f"the code is prefix-free but not optimal (source with {len(p)} symbols)",
                         f"expected length {best:.4f} bits", f"{L:.4f} bits",
                         "always merge the two LEAST probable nodes; ceil(-log2 p) lengths are not optimal")
-    checks.passed("Exercise 4: Huffman codes")
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Exercise 5: the interval update of the arithmetic coder
 # ----------------------------------------------------------------------------------------------------------
 
+@checks.exercise("ex5_arithmetic_narrow", "Exercise 5: the interval update of the arithmetic coder")
 def check_narrow(narrow: Callable) -> None:
     """Exercise 5: `narrow(low, high, c_lo, c_hi, total)` gives the symbol's sub-interval of the integer [low, high].
 
@@ -261,4 +262,3 @@ def check_narrow(narrow: Callable) -> None:
             checks.fail("the sub-intervals of the symbols do not tile [low, high]",
                         f"the last symbol ends at high = {high}", f"it ends at {prev_high}",
                         "the interval is inclusive: width = high - low + 1")
-    checks.passed("Exercise 5: the interval update of the arithmetic coder")

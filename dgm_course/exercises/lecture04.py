@@ -48,6 +48,7 @@ def _bayes(x: torch.Tensor, pi: torch.Tensor, mu: torch.Tensor, sigma: torch.Ten
 # Exercise 1: the E-step
 # ----------------------------------------------------------------------------------------------------------
 
+@checks.exercise("ex1_e_step", "Exercise 1: the E-step")
 def check_e_step(e_step: Callable) -> None:
     """Exercise 1: `e_step(x, pi, mu, Sigma)` returns the responsibilities r[n, k] = p(z = k | x_n), (N, K)."""
     pi, mu, sigma = _random_gmm(4, 2, seed=1)
@@ -71,7 +72,6 @@ def check_e_step(e_step: Callable) -> None:
                     "space, log r = log_joint - logsumexp(log_joint) (or torch.softmax over k)")
     checks.check_close("responsibilities of far-away points", r_far, _bayes(far, pi, mu, sigma), atol=1e-6,
                        hint="compute log pi_k + log N(x_n; mu_k, Sigma_k) and normalize it in log space")
-    checks.passed("Exercise 1: the E-step")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -96,6 +96,7 @@ def _as_params(out, k: int, d: int) -> tuple[torch.Tensor, torch.Tensor, torch.T
     return tuple(t.detach().cpu().double() for t in (pi, mu, sigma))
 
 
+@checks.exercise("ex2_m_step", "Exercise 2: the M-step")
 def check_m_step(m_step: Callable) -> None:
     """Exercise 2: `m_step(x, r)` returns (pi, mu, Sigma) maximizing Q = sum r_nk log p(x_n, z_n = k)."""
     n, k, d = 300, 3, 2
@@ -139,7 +140,6 @@ def check_m_step(m_step: Callable) -> None:
     checks.check_close("pi", pi, nk / n, atol=1e-6, hint=hints["pi"])
     checks.check_close("mu", mu, mu_ref, atol=1e-6, hint=hints["mu"])
     checks.check_close("Sigma", sigma, sigma_ref, atol=1e-6, hint=hints["Sigma"])
-    checks.passed("Exercise 2: the M-step")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -201,6 +201,7 @@ def _run_is(importance_log_px: Callable, model: _LinearGaussian, q, x: torch.Ten
     return est.detach().cpu().double()
 
 
+@checks.exercise("ex3_importance_log_px", "Exercise 3: importance sampling of log p(x)")
 def check_importance_log_px(importance_log_px: Callable) -> None:
     """Exercise 3: `importance_log_px(log_joint, q, x, K)` estimates log p(x) = log E_q[p(x, z) / q(z)], (N,)."""
     model = _LinearGaussian(d=2, dim_x=5, s=0.5, seed=4)
@@ -241,7 +242,6 @@ def check_importance_log_px(importance_log_px: Callable) -> None:
                     "- log K")
     checks.check_close("log p(x) with 2000 observed dimensions", est, exact_big, atol=0.05, rtol=0,
                        hint="average the weights in log space: torch.logsumexp(log_w, 0) - log K")
-    checks.passed("Exercise 3: importance sampling of log p(x)")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -267,6 +267,7 @@ def _as_pair(out, j: int) -> tuple[torch.Tensor, torch.Tensor]:
     return vals[0], vals[1]
 
 
+@checks.exercise("ex4_mean_field_update", "Exercise 4: a mean-field coordinate update")
 def check_mean_field_update(mean_field_update: Callable) -> None:
     """Exercise 4: `mean_field_update(j, m, Lambda, eta)` returns the optimal (mean, variance) of q_j.
 
@@ -306,4 +307,3 @@ def check_mean_field_update(mean_field_update: Callable) -> None:
         if after < before - 1e-10:
             checks.fail(f"the update of q_{j} lowered the ELBO", f">= {before:.6f}", f"{after:.6f}")
         m, v = m_new.detach(), v_new.detach()  # the next coordinate starts from the updated factors
-    checks.passed("Exercise 4: a mean-field coordinate update")

@@ -23,6 +23,7 @@ DOUBLE = torch.float64
 # Exercise 1: reparameterized sampling
 # ----------------------------------------------------------------------------------------------------------
 
+@checks.exercise("ex1_reparameterize", "Exercise 1: reparameterized sampling")
 def check_reparameterize(reparameterize: Callable) -> None:
     """Exercise 1: `reparameterize(mu, logvar)` draws z ~ N(mu, diag(exp(logvar))) as a differentiable function
     of mu and logvar, one independent draw per entry, shape (B, D)."""
@@ -65,7 +66,6 @@ def check_reparameterize(reparameterize: Callable) -> None:
     checks.check_close("dz/dlogvar", grad_logvar, 0.5 * (z.detach() - mu0), atol=1e-4, rtol=1e-4,
                        hint="with sigma = exp(0.5 * logvar), dz/dlogvar = 0.5 * sigma * eps; is eps detached from "
                             "the graph (torch.randn_like), and is z built from mu and logvar themselves?")
-    checks.passed("Exercise 1: reparameterized sampling")
 
 
 def _list(t: torch.Tensor) -> str:
@@ -88,6 +88,7 @@ def _not_reversed(found, expected, swapped):
                     "q's variance goes in the numerator, divided by p's variance; (mu_q - mu_p)^2 is divided by p's")
 
 
+@checks.exercise("ex2_gaussian_kl", "Exercise 2: the KL divergence between diagonal Gaussians")
 def check_gaussian_kl(gaussian_kl: Callable) -> None:
     """Exercise 2: `gaussian_kl(mu_q, logvar_q, mu_p, logvar_p)` is KL(q || p) for diagonal Gaussians, (B,)."""
     g = torch.Generator().manual_seed(7)
@@ -115,7 +116,6 @@ def check_gaussian_kl(gaussian_kl: Callable) -> None:
                        hint="0.5 * sum_d [log(sigma_p^2 / sigma_q^2) + (sigma_q^2 + (mu_q - mu_p)^2) / sigma_p^2 - 1]")
     if (kl < -1e-10).any():
         checks.fail("the KL is negative", "KL >= 0 always", f"minimum {float(kl.min()):.3g}")
-    checks.passed("Exercise 2: the KL divergence between diagonal Gaussians")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -128,6 +128,7 @@ def _elbo_reference(x, logits, mu, logvar):
     return log_px_z - kl
 
 
+@checks.exercise("ex3_elbo", "Exercise 3: the ELBO")
 def check_elbo(elbo: Callable) -> None:
     """Exercise 3: `elbo(x, logits, mu, logvar)` = log p(x|z) - KL(q(z|x) || N(0, I)) per image, (B,), for a
     Bernoulli decoder with logits (B, 784) and a diagonal Gaussian q with mu, logvar (B, D_z)."""
@@ -166,13 +167,13 @@ def check_elbo(elbo: Callable) -> None:
                     "x * l - softplus(l), or F.binary_cross_entropy_with_logits")
     checks.check_close("the ELBO for confident logits", out_hard, _elbo_reference(x_hard, logits_hard, mu[:2], logvar[:2]),
                        atol=1e-5, hint="work with the logits (binary_cross_entropy_with_logits), not the probabilities")
-    checks.passed("Exercise 3: the ELBO")
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Exercise 4: the importance-weighted bound
 # ----------------------------------------------------------------------------------------------------------
 
+@checks.exercise("ex4_iwae_bound", "Exercise 4: the importance-weighted bound")
 def check_iwae_bound(iwae_bound: Callable) -> None:
     """Exercise 4: `iwae_bound(log_w)` maps log weights (K, B) to L_K = log (1/K) sum_k w_k per column, (B,)."""
     g = torch.Generator().manual_seed(13)
@@ -201,4 +202,3 @@ def check_iwae_bound(iwae_bound: Callable) -> None:
                     "exp(-790) underflows to 0: subtract the maximum before exponentiating (torch.logsumexp does it)")
     checks.check_close("L_K for log weights near -790", out_far, expected - 700.0, atol=1e-8,
                        hint="use torch.logsumexp over the K axis")
-    checks.passed("Exercise 4: the importance-weighted bound")

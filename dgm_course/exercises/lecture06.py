@@ -42,6 +42,7 @@ def _mixture_reference(x: np.ndarray, logits: np.ndarray, mu: np.ndarray, log_si
     return torch.from_numpy(z), torch.from_numpy(log_det)
 
 
+@checks.exercise("ex1_cdf_flow", "Exercise 1: the 1-D density of a CDF flow")
 def check_cdf_flow(mixture_cdf_forward: Callable) -> None:
     """Exercise 1: `mixture_cdf_forward(x, logits, mu, log_sigma)` returns (F(x), log F'(x)), each (N,)."""
     g = torch.Generator().manual_seed(11)
@@ -90,7 +91,6 @@ def check_cdf_flow(mixture_cdf_forward: Callable) -> None:
                     "instead of taking the log of a sum")
     checks.check_close("log_det far in the tails (float32)", ld_far, _mixture_reference(far.numpy(), *(
         p.numpy() for p in params))[1], atol=2e-3, rtol=1e-5, hint="use torch.logsumexp over the components")
-    checks.passed("Exercise 1: the 1-D density of a CDF flow")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -111,6 +111,7 @@ def _call_cov(fn: Callable, x: torch.Tensor, f_inverse: Callable, what: str) -> 
     return out.detach().double()
 
 
+@checks.exercise("ex2_change_of_variables", "Exercise 2: the change of variables formula")
 def check_change_of_variables(log_prob_change_of_variables: Callable) -> None:
     """Exercise 2: `log_prob_change_of_variables(x, f_inverse, log_p_z)` = log p_Z(f^-1(x)) + log|det J|, (N,)."""
     g = torch.Generator().manual_seed(21)
@@ -148,13 +149,13 @@ def check_change_of_variables(log_prob_change_of_variables: Callable) -> None:
     found = _call_cov(log_prob_change_of_variables, x, net_inverse, "for a small nonlinear flow")
     checks.check_close("log p_X(x) for a nonlinear flow", found, expected, atol=1e-8,
                        hint="each point needs the determinant of its own D x D Jacobian d z_n / d x_n")
-    checks.passed("Exercise 2: the change of variables formula")
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Exercise 3: the planar layer and its log-determinant
 # ----------------------------------------------------------------------------------------------------------
 
+@checks.exercise("ex3_planar_layer", "Exercise 3: a planar layer and its log-determinant")
 def check_planar_layer(planar_forward: Callable) -> None:
     """Exercise 3: `planar_forward(z, u, w, b)` returns (z + u tanh(w^T z + b), log|1 + u^T psi(z)|)."""
     g = torch.Generator().manual_seed(31)
@@ -178,7 +179,6 @@ def check_planar_layer(planar_forward: Callable) -> None:
                         "with w^T u < -1 the layer is not invertible and 1 + u^T psi(z) can be negative; the "
                         "formula is log|det|, so take the absolute value before the log")
         checks.check_log_det(forward, z, atol=1e-8, name=f"the planar layer {case}")
-    checks.passed("Exercise 3: a planar layer and its log-determinant")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -190,6 +190,7 @@ def _u_hat_reference(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return u + (torch.nn.functional.softplus(wu) - 1 - wu) * w / (w @ w)
 
 
+@checks.exercise("ex4_constraint", "Exercise 4: the invertibility constraint")
 def check_constraint(constrain_u: Callable) -> None:
     """Exercise 4: `constrain_u(u, w)` returns u_hat = u + (m(w^T u) - w^T u) w / |w|^2, m(a) = -1 + softplus(a)."""
     g = torch.Generator().manual_seed(41)
@@ -233,4 +234,3 @@ def check_constraint(constrain_u: Callable) -> None:
             checks.check_close(f"the gradient through u_hat with respect to {name} {case}", found, ref, atol=1e-8,
                                hint="every term (w^T u, m(w^T u), w / |w|^2) must stay in the autograd graph: no "
                                     ".item() or .detach()")
-    checks.passed("Exercise 4: the invertibility constraint")

@@ -70,6 +70,7 @@ def _on_vectors(layer: Callable, mask: torch.Tensor, net: _Conditioner, event_sh
     return flat
 
 
+@checks.exercise("ex1_coupling", "Exercise 1: the affine coupling layer")
 def check_coupling(coupling_forward: Callable, coupling_inverse: Callable) -> None:
     """Exercise 1: `coupling_forward(x, mask, conditioner) -> (y, log_det)` and its `coupling_inverse`.
 
@@ -99,7 +100,6 @@ def check_coupling(coupling_forward: Callable, coupling_inverse: Callable) -> No
         checks.check_log_det(flat_inv, y.detach().reshape(len(x), -1), atol=1e-8, name="coupling_inverse")
         checks.check_close("log_det of the inverse at y = f(x)", log_det_inv, -log_det.detach(), atol=1e-8,
                            hint="the inverse divides by exp(s), so its log-det is minus the forward one")
-    checks.passed("Exercise 1: the affine coupling layer")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -134,6 +134,7 @@ class _AutoregressiveNet:
         return self.forward_flow(x[None])[0]
 
 
+@checks.exercise("ex3_maf_inverse", "Exercise 3: MAF's sequential inverse")
 def check_maf_inverse(maf_inverse: Callable) -> None:
     """Exercise 3: `maf_inverse(z, made) -> (x, log_det)` solves z = (x - mu(x)) exp(-alpha(x)) for x.
 
@@ -159,7 +160,6 @@ def check_maf_inverse(maf_inverse: Callable) -> None:
                            hint="x_i = z_i exp(alpha_i) + mu_i, so log|det dx/dz| = sum_i alpha_i, with alpha "
                                 "computed at the final x")
         checks.check_close("log_det of every sample", log_det, net(x_true)[1].sum(1), atol=1e-8)
-    checks.passed("Exercise 3: MAF's sequential inverse")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -183,6 +183,7 @@ def _bpd_case(bits_per_dim: Callable, log_p_y: torch.Tensor, x: torch.Tensor, al
     return out.detach().double()
 
 
+@checks.exercise("ex2_bits_per_dim", "Exercise 2: bits per dimension through the logit transform")
 def check_bits_per_dim(bits_per_dim: Callable) -> None:
     """Exercise 2: `bits_per_dim(log_p_y, x, alpha)` -> (B,) bits/dim on the 8-bit scale.
 
@@ -208,7 +209,6 @@ def check_bits_per_dim(bits_per_dim: Callable) -> None:
         checks.check_close(f"bits/dim of a Beta(2, 2) model (alpha = {alpha:g}, D = {d})", got, expected,
                            atol=1e-6, hint="one value per image: sum the log-Jacobian over every dimension "
                                            "but the batch; dy/dx = (1 - 2 alpha) / (s (1 - s))")
-    checks.passed("Exercise 2: bits per dimension through the logit transform")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -260,6 +260,7 @@ def _kl_value(distillation_kl: Callable, student, teacher, z: torch.Tensor) -> t
     return out.reshape(())
 
 
+@checks.exercise("ex4_distillation_kl", "Exercise 4: the distillation objective")
 def check_distillation_kl(distillation_kl: Callable) -> None:
     """Exercise 4: `distillation_kl(student, teacher, z)` estimates KL(q_student || p_teacher) from z ~ N(0, I).
 
@@ -306,4 +307,3 @@ def check_distillation_kl(distillation_kl: Callable) -> None:
                            atol=0.03, rtol=0.03,
                            hint="the gradient flows through the samples x(z) (reparameterization): do not detach "
                                 "x before the teacher's log-density")
-    checks.passed("Exercise 4: the distillation objective")

@@ -24,6 +24,7 @@ _UNDERFLOW = "log(sigmoid(l)) underflows to log(0) for large |l|: use F.softplus
 # Exercise 1: the discriminator loss
 # ----------------------------------------------------------------------------------------------------------
 
+@checks.exercise("ex1_discriminator_loss", "Exercise 1: the discriminator loss")
 def check_discriminator_loss(discriminator_loss: Callable) -> None:
     """Exercise 1: `discriminator_loss(real_logits, fake_logits)` = -(mean log D(x) + mean log(1 - D(G(z)))).
 
@@ -64,13 +65,13 @@ def check_discriminator_loss(discriminator_loss: Callable) -> None:
                        F.softplus(-real).mean() + F.softplus(fake).mean(), atol=1e-4, rtol=1e-6,
                        hint="compute the log-probabilities from the logits (F.softplus or F.logsigmoid), "
                             "not log(sigmoid(l))")
-    checks.passed("Exercise 1: the discriminator loss")
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Exercise 2: the optimal discriminator
 # ----------------------------------------------------------------------------------------------------------
 
+@checks.exercise("ex2_optimal_discriminator", "Exercise 2: the optimal discriminator")
 def check_optimal_discriminator(optimal_discriminator: Callable) -> None:
     """Exercise 2: `optimal_discriminator(log_p_data, log_p_g)` = p_data / (p_data + p_g), elementwise.
 
@@ -103,13 +104,13 @@ def check_optimal_discriminator(optimal_discriminator: Callable) -> None:
     checks.check_close("D*(x) for log-densities near -1000", out.detach().double(),
                        torch.sigmoid(log_p_data - log_p_g), atol=1e-6, rtol=1e-5,
                        hint="divide numerator and denominator by p_data: only log p_data - log p_g is needed")
-    checks.passed("Exercise 2: the optimal discriminator")
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Exercise 3: the non-saturating generator loss
 # ----------------------------------------------------------------------------------------------------------
 
+@checks.exercise("ex3_generator_loss", "Exercise 3: the non-saturating generator loss")
 def check_generator_loss(generator_loss: Callable) -> None:
     """Exercise 3: `generator_loss(fake_logits)` = -mean log D(G(z)), the non-saturating loss, with D = sigmoid(l)."""
     g = torch.Generator().manual_seed(83)
@@ -143,7 +144,6 @@ def check_generator_loss(generator_loss: Callable) -> None:
                             "gradient here is the saturation of the minimax loss")
     checks.check_close("generator_loss on logits -8 to -800", loss.detach(), F.softplus(-fake.detach()).mean(),
                        atol=1e-4, rtol=1e-6, hint="use F.softplus(-l) or -F.logsigmoid(l), not log(sigmoid(l))")
-    checks.passed("Exercise 3: the non-saturating generator loss")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -181,6 +181,7 @@ def _coverage_case(seed: int, min_count: int):
     return x, centers.float(), std, covered, inside / len(x)
 
 
+@checks.exercise("ex4_mode_coverage", "Exercise 4: the mode-coverage metric")
 def check_mode_coverage(mode_coverage: Callable) -> None:
     """Exercise 4: `mode_coverage(samples, centers, std, min_count)` -> (modes covered, high-quality fraction).
 
@@ -204,4 +205,3 @@ def check_mode_coverage(mode_coverage: Callable) -> None:
                         f"{covered}", f"{n_modes:g}",
                         "count, per mode, only the high-quality samples nearest to it, and cover the mode when "
                         "that count is at least min_count")
-    checks.passed("Exercise 4: the mode-coverage metric")

@@ -32,6 +32,7 @@ def _numerical_conjugate(f: Callable, t: torch.Tensor) -> torch.Tensor:
     return (t[:, None] * fine - f(fine)).max(1).values
 
 
+@checks.exercise("ex1_hellinger_conjugate", "Exercise 1: the conjugate of the squared Hellinger generator")
 def check_hellinger_conjugate(hellinger_conjugate: Callable) -> None:
     """Exercise 1: `hellinger_conjugate(t)` = sup_{u > 0} (t u - (sqrt(u) - 1)^2), elementwise for t < 1."""
     g = torch.Generator().manual_seed(9)
@@ -43,7 +44,6 @@ def check_hellinger_conjugate(hellinger_conjugate: Callable) -> None:
     checks.check_close("f*(t) against the numerical supremum over u", out.detach(), expected, atol=1e-5, rtol=1e-5,
                        hint="f*(t) = t u* - f(u*) at the u* where t = f'(u) = 1 - 1/sqrt(u); "
                             "solve for sqrt(u*) and substitute")
-    checks.passed("Exercise 1: the conjugate of the squared Hellinger generator")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -76,6 +76,7 @@ def _check_grad(what: str, loss: torch.Tensor, wrt: torch.Tensor, expected: torc
                        atol=1e-9, hint=hint)
 
 
+@checks.exercise("ex2_fgan_losses", "Exercise 2: the f-GAN losses")
 def check_fgan_losses(fgan_losses: Callable) -> None:
     """Exercise 2: `fgan_losses(v_real, v_fake, g, f_star) -> (critic_loss, generator_loss)`, both to minimize.
 
@@ -117,7 +118,6 @@ def check_fgan_losses(fgan_losses: Callable) -> None:
         _check_grad(f"{name} generator loss with respect to v_fake", gen_loss, v_f, want_gen,
                     "the generator minimizes -E_Q[f*(g(v_fake))] (the bound, without the term it cannot change): "
                     "the conjugate of the activated output, with a minus sign, averaged")
-    checks.passed("Exercise 2: the f-GAN losses")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -162,6 +162,7 @@ def _penalty(gradient_penalty: Callable, critic, x_real, x_fake, eps) -> torch.T
     return checks.check_scalar("gradient_penalty", out, "average (||grad|| - 1)^2 over the batch")
 
 
+@checks.exercise("ex3_gradient_penalty", "Exercise 3: the gradient penalty")
 def check_gradient_penalty(gradient_penalty: Callable) -> None:
     """Exercise 3: `gradient_penalty(critic, x_real, x_fake, eps)` = mean_i (||grad_x critic(x_hat_i)|| - 1)^2.
 
@@ -199,7 +200,6 @@ def check_gradient_penalty(gradient_penalty: Callable) -> None:
             checks.check_close(f"the gradient of the penalty with respect to the critic's {name} layer",
                                torch.zeros_like(b) if a is None else a, b, atol=1e-9,
                                hint="use create_graph=True and do not detach the input gradient")
-    checks.passed("Exercise 3: the gradient penalty")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -214,6 +214,7 @@ def _w1_by_cdfs(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(((f_x - f_y).abs() * points.diff()).sum())
 
 
+@checks.exercise("ex4_wasserstein_1d", "Exercise 4: the Wasserstein distance between two samples")
 def check_wasserstein_1d(wasserstein_1d: Callable) -> None:
     """Exercise 4: `wasserstein_1d(x, y)` = W_1 between the empirical distributions of two samples of shape (n,)."""
     g = torch.Generator().manual_seed(41)
@@ -235,4 +236,3 @@ def check_wasserstein_1d(wasserstein_1d: Callable) -> None:
         out = checks.check_scalar("wasserstein_1d", wasserstein_1d(x.clone(), x + theta))
         checks.check_close(f"W between a sample and itself shifted by {theta}", out.detach(), abs(theta), atol=1e-9,
                            hint="shifting every point by theta moves all the mass by |theta|")
-    checks.passed("Exercise 4: the Wasserstein distance between two samples")

@@ -48,6 +48,7 @@ def _log_z_reference(f: Callable, lim: float, n: int = 801) -> float:
     return float(torch.logsumexp(f(pts) + log_w, 0) + 2 * math.log(axis[1] - axis[0]))
 
 
+@checks.exercise("ex1_log_partition", "Exercise 1: log Z by quadrature")
 def check_log_partition(log_partition: Callable) -> None:
     """Exercise 1: `log_partition(f, lim, n)` = log of the integral of exp(f) over [-lim, lim]^2, an n x n grid."""
     g = torch.Generator().manual_seed(101)
@@ -69,7 +70,6 @@ def check_log_partition(log_partition: Callable) -> None:
         checks.check_close(f"log Z for f(x) = {what} on [-{lim:g}, {lim:g}]^2 with n = {n}", found, expected, atol=2e-3,
                            hint="log Z = logsumexp_i f(x_i) + log(cell area); with n points per axis from -lim to lim "
                                 "the spacing is 2 lim / (n - 1) and the cell area its square")
-    checks.passed("Exercise 1: log Z by quadrature")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -97,6 +97,7 @@ def _random_proposal(k: int, g: torch.Generator) -> torch.Tensor:
     return q / q.sum(1, keepdim=True)
 
 
+@checks.exercise("ex2_mh_matrix", "Exercise 2: the Metropolis-Hastings transition matrix")
 def check_mh_transition_matrix(mh_transition_matrix: Callable) -> None:
     """Exercise 2: `mh_transition_matrix(p_tilde, Q)` is the (K, K) Metropolis-Hastings kernel for target p_tilde."""
     g = torch.Generator().manual_seed(202)
@@ -124,7 +125,6 @@ def check_mh_transition_matrix(mh_transition_matrix: Callable) -> None:
         checks.check_close(f"T {case}", t, _mh_matrix_reference(p_tilde, q), atol=1e-10,
                            hint="accept with probability min(1, p_j Q_ji / (p_i Q_ij)): the largest acceptance that "
                                 "keeps detailed balance")
-    checks.passed("Exercise 2: the Metropolis-Hastings transition matrix")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -153,6 +153,7 @@ def _mixture_1d_cdf(v):
     return 0.3 * stats.norm.cdf(v, -1.5, 0.6) + 0.7 * stats.norm.cdf(v, 1.0, 0.8)
 
 
+@checks.exercise("ex3_mh_step", "Exercise 3: a Metropolis-Hastings step")
 def check_mh_step(mh_step: Callable) -> None:
     """Exercise 3: `mh_step(x, log_p, sigma)` -> (x_new, accepted), random-walk Metropolis on each chain (row)."""
     with torch.random.fork_rng(devices=[]):
@@ -203,7 +204,6 @@ def check_mh_step(mh_step: Callable) -> None:
                            hint="each chain (row of x) makes its own proposal and its own accept decision")
         checks.check_close("the chains' covariance (2-D Gaussian target)", torch.cov(x.T), cov, atol=0.12,
                            hint="each chain (row of x) makes its own proposal and its own accept decision")
-    checks.passed("Exercise 3: a Metropolis-Hastings step")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -225,6 +225,7 @@ class _LinearEBM(torch.nn.Module):
         return self.phi(x) @ self.theta
 
 
+@checks.exercise("ex4_cd_loss", "Exercise 4: the contrastive-divergence loss")
 def check_cd_loss(cd_loss: Callable) -> None:
     """Exercise 4: `cd_loss(f, x_data, x_model)`, a scalar whose gradient is E_model[grad f] - E_data[grad f]."""
     g = torch.Generator().manual_seed(404)
@@ -257,4 +258,3 @@ def check_cd_loss(cd_loss: Callable) -> None:
         checks.fail("gradient flows into the model samples", "x_model treated as a constant (no gradient)",
                     f"a gradient of size {float(x_model_leaf.grad.abs().max()):.3g} on x_model",
                     "detach the samples: f(x_model.detach())")
-    checks.passed("Exercise 4: the contrastive-divergence loss")

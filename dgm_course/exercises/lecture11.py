@@ -32,6 +32,7 @@ def _call(fn: Callable, *args, what: str, hint: str):
 # Exercise 1: one step of unadjusted Langevin dynamics
 # ----------------------------------------------------------------------------------------------------------
 
+@checks.exercise("ex1_langevin_step", "Exercise 1: a Langevin step")
 def check_langevin_step(langevin_step: Callable) -> None:
     """Exercise 1: `langevin_step(x, score, step_size)` = x + eps * score(x) + sqrt(2 eps) * N(0, I), same shape as x."""
     with torch.random.fork_rng():                                  # leave the notebook's random stream alone
@@ -81,7 +82,6 @@ def check_langevin_step(langevin_step: Callable) -> None:
         out = _call(langevin_step, imgs.clone(), lambda v: -v, 0.01, what="langevin_step on images",
                     hint="use torch.randn_like(x) so that the noise has the shape of x")
         checks.check_tensor("langevin_step's output on a batch of images", out, shape=(4, 1, 5, 5))
-    checks.passed("Exercise 1: a Langevin step")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -109,6 +109,7 @@ class _SmallNet(torch.nn.Module):
         return torch.tanh(x @ self.w1.T + self.b1) @ self.w2 - 0.1 * (x**2).sum(1)
 
 
+@checks.exercise("ex2_score_matching_loss", "Exercise 2: the score-matching loss")
 def check_score_matching_loss(score_matching_loss: Callable) -> None:
     """Exercise 2: `score_matching_loss(f, x)` = mean_n [tr(Hessian of f at x_n) + 0.5 |grad f(x_n)|^2], a scalar."""
     g = torch.Generator().manual_seed(2)
@@ -154,7 +155,6 @@ def check_score_matching_loss(score_matching_loss: Callable) -> None:
                         hint_graph)
         checks.check_close(f"the gradient of the loss with respect to the parameter {p_name}", fg, wg, atol=1e-7,
                            rtol=1e-6, hint=hint_graph)
-    checks.passed("Exercise 2: the score-matching loss")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -167,6 +167,7 @@ def _nce_reference(lp_x, lq_x, lp_y, lq_y):
     return -(torch.nn.functional.logsigmoid(g_x).sum() + torch.nn.functional.logsigmoid(-g_y).sum()) / len(lp_x)
 
 
+@checks.exercise("ex3_nce_loss", "Exercise 3: the NCE loss")
 def check_nce_loss(nce_loss: Callable) -> None:
     """Exercise 3: `nce_loss(log_p_x, log_q_x, log_p_y, log_q_y)`, the NCE logistic loss with nu = M / N."""
     g = torch.Generator().manual_seed(3)
@@ -216,4 +217,3 @@ def check_nce_loss(nce_loss: Callable) -> None:
         if not out.requires_grad:
             checks.fail("the NCE loss cannot be trained", "a loss connected to log p", "no gradient",
                         "do not use .item(), .detach() or numpy inside nce_loss")
-    checks.passed("Exercise 3: the NCE loss")

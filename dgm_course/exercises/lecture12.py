@@ -50,6 +50,7 @@ def _as_double(out: torch.Tensor) -> torch.Tensor:
 # Exercise 1: the score of a perturbed Gaussian mixture
 # ----------------------------------------------------------------------------------------------------------
 
+@checks.exercise("ex1_mixture_score", "Exercise 1: the score of a perturbed Gaussian mixture")
 def check_mixture_score(mixture_score: Callable) -> None:
     """Exercise 1: `mixture_score(x, weights, means, stds, sigma)` -> (B, D), the score of
     p_sigma = sum_k w_k N(mu_k, (s_k^2 + sigma^2) I) at each row of x."""
@@ -83,7 +84,6 @@ def check_mixture_score(mixture_score: Callable) -> None:
                     "(torch.softmax or logsumexp)")
     checks.check_close("the score far from the modes", _as_double(got), _reference_score(x, weights, means, stds, 0.1),
                        atol=1e-6, rtol=1e-6, hint="compute the responsibilities from log-terms")
-    checks.passed("Exercise 1: the score of a perturbed Gaussian mixture")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -108,6 +108,7 @@ class _RandomScore(torch.nn.Module):
 _MEAN = "the loss is the mean over the batch: sum over the coordinates, then average over the batch"
 
 
+@checks.exercise("ex2_dsm_loss", "Exercise 2: the denoising score-matching loss")
 def check_dsm_loss(dsm_loss: Callable) -> None:
     """Exercise 2: `dsm_loss(score, x, sigma, z)` = mean_b 1/2 || score(x + sigma z) + z / sigma ||^2."""
     for seed, (b, d, sigma) in enumerate([(32, 2, 0.5), (17, 3, 1.7), (8, 2, 0.05)]):
@@ -147,7 +148,6 @@ def check_dsm_loss(dsm_loss: Callable) -> None:
     checks.check_close("the minimizer a of the DSM loss over s(x) = -a x on N(0, tau^2 I) data", a_star,
                        1 / (tau**2 + sigma**2), atol=0.01,
                        hint="the DSM minimizer is the score of the perturbed data N(0, (tau^2 + sigma^2) I)")
-    checks.passed("Exercise 2: the denoising score-matching loss")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -164,6 +164,7 @@ def _posterior_mean(x_tilde, weights, means, stds, sigma):
     return (r[..., None] * comp).sum(1)
 
 
+@checks.exercise("ex3_tweedie", "Exercise 3: Tweedie's denoiser")
 def check_tweedie(tweedie_denoiser: Callable) -> None:
     """Exercise 3: `tweedie_denoiser(x_tilde, sigma, score)` -> E[x | x_tilde] (B, D), where `score` maps (B, D) to
     grad log p_sigma at those points."""
@@ -187,7 +188,6 @@ def check_tweedie(tweedie_denoiser: Callable) -> None:
                             "a different point", hint)
         checks.check_close(f"E[x | x_tilde] (K = {k}, D = {d}, sigma = {sigma})", got, want, atol=1e-8, rtol=1e-6,
                            hint="Tweedie: E[x | x_tilde] = x_tilde + sigma^2 grad log p_sigma(x_tilde)")
-    checks.passed("Exercise 3: Tweedie's denoiser")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -216,6 +216,7 @@ def _sliced_terms(score, x, v) -> torch.Tensor:
     return (jv * v).sum(1) + 0.5 * (s * v).sum(1) ** 2
 
 
+@checks.exercise("ex4_sliced_loss", "Exercise 4: the sliced score-matching loss")
 def check_sliced_loss(sliced_loss: Callable) -> None:
     """Exercise 4: `sliced_loss(score, x, v)` = mean_b [ v^T (d score/dx) v + 1/2 (v^T score(x))^2 ], an unbiased
     estimate of the score-matching objective E[ tr(d score/dx) + 1/2 |score|^2 ] for projections with E[v v^T] = I.
@@ -257,4 +258,3 @@ def check_sliced_loss(sliced_loss: Callable) -> None:
                            want, atol=0.25,
                            hint="the Jacobian-vector product must stay in the graph: torch.autograd.grad(..., "
                                 "create_graph=True), or training never sees the trace term")
-    checks.passed("Exercise 4: the sliced score-matching loss")

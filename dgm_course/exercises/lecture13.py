@@ -32,6 +32,7 @@ def _within(what: str, found: torch.Tensor, expected: torch.Tensor, tol: torch.T
 # Exercise 1: the geometric noise schedule
 # ----------------------------------------------------------------------------------------------------------
 
+@checks.exercise("ex1_sigma_schedule", "Exercise 1: the noise schedule")
 def check_sigma_schedule(sigma_schedule: Callable) -> None:
     """Exercise 1: `sigma_schedule(x, sigma_min, L)` -> (L,) decreasing, geometric, from the data's diameter to sigma_min."""
     cases = [(40, 2, 0.1, 10, DOUBLE), (60, 5, 0.03, 7, torch.float32), (25, 12, 0.5, 3, DOUBLE)]
@@ -53,7 +54,6 @@ def check_sigma_schedule(sigma_schedule: Callable) -> None:
         ratios = sigmas[:-1] / sigmas[1:]
         checks.check_close("the ratios sigma_i / sigma_(i+1)", ratios, ratios.mean().expand(L - 1), atol=0,
                            rtol=10 * rtol, hint="a geometric schedule is evenly spaced in log sigma, not in sigma")
-    checks.passed("Exercise 1: the noise schedule")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -84,6 +84,7 @@ def _reference_ncsn_loss(score, x, sigma, z):
     return 0.5 * (s**2 * residual**2).reshape(len(x), -1).sum(1).mean()
 
 
+@checks.exercise("ex2_ncsn_loss", "Exercise 2: the weighted denoising score matching loss")
 def check_ncsn_loss(ncsn_loss: Callable) -> None:
     """Exercise 2: `ncsn_loss(score, x, sigma, z)` = mean_b 1/2 sigma_b^2 ||score(x_b + sigma_b z_b, sigma_b) + z_b / sigma_b||^2."""
     for seed, shape in enumerate([(16, 3), (8, 1, 4, 4), (5, 7)]):
@@ -104,7 +105,6 @@ def check_ncsn_loss(ncsn_loss: Callable) -> None:
         checks.check_close(f"the loss on a batch of shape {shape}", loss, expected, atol=1e-10, rtol=1e-8,
                            hint="perturb with x + sigma z; the target score is -z / sigma; weight each example by "
                                 "sigma^2; sum the squares over all non-batch dimensions and average over the batch")
-    checks.passed("Exercise 2: the weighted denoising score matching loss")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -119,6 +119,7 @@ def _gaussian_score(m: torch.Tensor, v: torch.Tensor) -> Callable:
     return score
 
 
+@checks.exercise("ex3_annealed_langevin", "Exercise 3: annealed Langevin dynamics")
 def check_annealed_langevin(annealed_langevin: Callable) -> None:
     """Exercise 3: `annealed_langevin(score, x, sigmas, eps, n_steps)` -> (L, N, D), the state after each level.
 
@@ -148,7 +149,6 @@ def check_annealed_langevin(annealed_langevin: Callable) -> None:
                 "and the drift alpha_i / 2 * score(x, sigma_i)")
         _within(f"the chains' variance after {level} is off", states[i].var(0), var, 6 * var * math.sqrt(2 / n),
                 "the noise of each step is sqrt(alpha_i) z with z ~ N(0, I), fresh at every step")
-    checks.passed("Exercise 3: annealed Langevin dynamics")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -168,6 +168,7 @@ class _VESDE:
         return self.sigma(t) * math.sqrt(2 * math.log(self.sigma_max / self.sigma_min))
 
 
+@checks.exercise("ex4_reverse_sde_step", "Exercise 4: a reverse-SDE step")
 def check_reverse_sde_step(reverse_sde_step: Callable) -> None:
     """Exercise 4: `reverse_sde_step(sde, score, x, t, dt)` = x + g(t)^2 s(x, sigma(t)) dt + g(t) sqrt(dt) z.
 
@@ -193,4 +194,3 @@ def check_reverse_sde_step(reverse_sde_step: Callable) -> None:
                 "the drift of the reverse SDE is + g(t)^2 * score(x, sigma(t)) * dt (no factor 1/2: that is the ODE)")
         _within(f"the variance of x_(t-dt) {case} is off", out.var(0), var, 6 * var * math.sqrt(2 / n),
                 "the noise is g(t) * sqrt(dt) * z with z ~ N(0, I)")
-    checks.passed("Exercise 4: a reverse-SDE step")

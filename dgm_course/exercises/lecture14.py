@@ -51,6 +51,7 @@ def _inception_score(probs: torch.Tensor) -> float:
     return float(kl.mean().exp())
 
 
+@checks.exercise("ex1_inception_score", "Exercise 1: the Inception Score")
 def check_inception_score(inception_score: Callable) -> None:
     """Exercise 1: `inception_score(probs)`, probs (N, K) the classifier's p(y|x) per sample, returns
     exp(mean_i KL(p(y|x_i) || p(y))) with p(y) the mean of the rows."""
@@ -84,7 +85,6 @@ def check_inception_score(inception_score: Callable) -> None:
                _inception_score(probs), atol=1e-6,
                hint="KL(p(y|x_i) || p(y)) = sum_y p(y|x_i) [log p(y|x_i) - log p(y)], summed over classes, "
                     "averaged over samples, and only then exponentiated")
-    checks.passed("Exercise 1: the Inception Score")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -111,6 +111,7 @@ def _call_fd(frechet_distance: Callable, mu1, sigma1, mu2, sigma2) -> float:
     return _scalar(frechet_distance(mu1.clone(), sigma1.clone(), mu2.clone(), sigma2.clone()), "frechet_distance")
 
 
+@checks.exercise("ex2_frechet_distance", "Exercise 2: the Frechet distance")
 def check_frechet_distance(frechet_distance: Callable) -> None:
     """Exercise 2: `frechet_distance(mu1, sigma1, mu2, sigma2)` = |mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2).
 
@@ -143,7 +144,6 @@ def check_frechet_distance(frechet_distance: Callable) -> None:
         swapped = _call_fd(frechet_distance, mu2, sigma2, mu1, sigma1)
         _close("the Frechet distance with its arguments swapped", swapped, expected, atol=1e-6,
                hint="the distance is symmetric in the two Gaussians")
-    checks.passed("Exercise 2: the Frechet distance")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -163,6 +163,7 @@ def _mmd2_loops(x: torch.Tensor, y: torch.Tensor) -> float:
     return sxx / (m * (m - 1)) + syy / (n * (n - 1)) - 2 * float(kxy.sum()) / (m * n)
 
 
+@checks.exercise("ex3_mmd2_unbiased", "Exercise 3: the unbiased MMD^2")
 def check_mmd2_unbiased(mmd2_unbiased: Callable) -> None:
     """Exercise 3: `mmd2_unbiased(x, y)`, x (m, d) and y (n, d), the unbiased estimate of MMD^2 with KID's
     polynomial kernel: the mean of k over pairs i != j within x and within y, minus twice the mean over all x-y pairs."""
@@ -185,7 +186,6 @@ def check_mmd2_unbiased(mmd2_unbiased: Callable) -> None:
     _close("the average of the MMD^2 estimate over 20 pairs of samples of one distribution", total, reference,
            atol=1e-8, rtol=1e-7, hint="an unbiased estimate averages to about 0 here; including i = j terms adds a "
                                        "positive bias of order 1/m")
-    checks.passed("Exercise 3: the unbiased MMD^2")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -219,6 +219,7 @@ def _expect_pr(precision_recall: Callable, real, fake, k, what: str, hint: str) 
                     f"({found[0]:.4g}, {found[1]:.4g})", hint)
 
 
+@checks.exercise("ex4_precision_recall", "Exercise 4: precision and recall")
 def check_precision_recall(precision_recall: Callable) -> None:
     """Exercise 4: `precision_recall(real, fake, k)` -> (precision, recall) with k-NN balls (Kynkaanniemi et al.).
 
@@ -247,4 +248,3 @@ def check_precision_recall(precision_recall: Callable) -> None:
         _expect_pr(precision_recall, real, fake, k, f"random sets (N = {n} real, M = {m} fake, k = {k})",
                    "the radius of a ball is the distance to the k-th nearest other point of the same set "
                    "(its distance to itself, 0, is not a neighbour)")
-    checks.passed("Exercise 4: precision and recall")

@@ -57,6 +57,7 @@ def _as_double(value, name: str, shape) -> torch.Tensor:
 # Exercise 1: q_sample
 # ----------------------------------------------------------------------------------------------------------
 
+@checks.exercise("ex1_q_sample", "Exercise 1: sampling q(x_t | x_0) in closed form")
 def check_q_sample(q_sample: Callable) -> None:
     """Exercise 1: `q_sample(x0, t, eps, alpha_bar)` = a draw of q(x_t | x_0) with noise eps.
 
@@ -102,13 +103,13 @@ def check_q_sample(q_sample: Callable) -> None:
                            ab.sqrt() * x0 + (1 - ab).sqrt() * eps, atol=1e-10,
                            hint="index alpha_bar with t and reshape it to (B, 1, ...) so that it broadcasts over "
                                 "every dimension but the batch; at t = 0, x_t = x0")
-    checks.passed("Exercise 1: sampling q(x_t | x_0) in closed form")
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Exercise 2: the posterior q(x_{t-1} | x_t, x_0)
 # ----------------------------------------------------------------------------------------------------------
 
+@checks.exercise("ex2_posterior", "Exercise 2: the posterior q(x_(t-1) | x_t, x_0)")
 def check_posterior(posterior_coefficients: Callable) -> None:
     """Exercise 2: `posterior_coefficients(beta) -> (coef1, coef2, var)`, each (T+1,), entries 1..T used.
 
@@ -140,7 +141,6 @@ def check_posterior(posterior_coefficients: Callable) -> None:
         for name, found, col in (("coef1 (of x_0)", coef1, 0), ("coef2 (of x_t)", coef2, 1), ("var", var, 2)):
             checks.check_close(f"posterior_coefficients' {name} against Bayes' rule, t = 1..T", found, bayes[:, col],
                                atol=1e-9, hint="multiply q(x_t | x_(t-1)) by q(x_(t-1) | x_0) and complete the square")
-    checks.passed("Exercise 2: the posterior q(x_(t-1) | x_t, x_0)")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -168,6 +168,7 @@ def _loss_value(eps_loss: Callable, model, x0, t, eps, alpha_bar) -> torch.Tenso
     return out.reshape(())
 
 
+@checks.exercise("ex3_eps_loss", "Exercise 3: the epsilon loss")
 def check_eps_loss(eps_loss: Callable) -> None:
     """Exercise 3: `eps_loss(eps_model, x0, t, eps, alpha_bar)` = mean ||eps - eps_model(x_t, t)||^2.
 
@@ -209,13 +210,13 @@ def check_eps_loss(eps_loss: Callable) -> None:
         if not loss.requires_grad:
             checks.fail("eps_loss carries no gradient", "a loss differentiable in the model's parameters",
                         "a tensor without grad_fn", "do not detach the model's output or call .item()")
-    checks.passed("Exercise 3: the epsilon loss")
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Exercise 4: one ancestral sampling step
 # ----------------------------------------------------------------------------------------------------------
 
+@checks.exercise("ex4_ddpm_step", "Exercise 4: one ancestral sampling step")
 def check_ddpm_step(ddpm_step: Callable) -> None:
     """Exercise 4: `ddpm_step(x_t, t, eps_hat, beta, z)` -> x_{t-1} = mu_theta(x_t, t) + sigma_t z.
 
@@ -247,13 +248,13 @@ def check_ddpm_step(ddpm_step: Callable) -> None:
             checks.check_close(f"ddpm_step with an imperfect eps_hat (t = {t})", out,
                                c1 * x0_hat + c2 * x_t + var**0.5 * z, atol=1e-9,
                                hint="the step is the posterior q(x_(t-1) | x_t, x0) with x0 estimated from eps_hat")
-    checks.passed("Exercise 4: one ancestral sampling step")
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Exercise 5: classifier-free guidance
 # ----------------------------------------------------------------------------------------------------------
 
+@checks.exercise("ex5_guidance", "Exercise 5: classifier-free guidance")
 def check_guidance(guided_eps: Callable) -> None:
     """Exercise 5: `guided_eps(eps_c, eps_u, w)` = w (eps_c - eps_u) + eps_u, for a float w."""
     g = torch.Generator().manual_seed(40)
@@ -266,4 +267,3 @@ def check_guidance(guided_eps: Callable) -> None:
             checks.check_close(f"guided_eps at w = {w:g} ({meaning})", out, eps_u + w * (eps_c - eps_u), atol=1e-12,
                                hint="this course's convention: w = 0 is unconditional, w = 1 conditional, w > 1 "
                                     "pushes away from the unconditional prediction")
-    checks.passed("Exercise 5: classifier-free guidance")
