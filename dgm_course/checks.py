@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import math
 import random
+import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,6 +32,18 @@ class CheckError(AssertionError):
 
 class NotDoneError(CheckError):
     """The exercise still holds its stub."""
+
+
+def _excepthook(etype, value, tb, previous=sys.excepthook):
+    """Plain Python (a solution run as a script): a failed check prints its message, not the checker's frames."""
+    if isinstance(value, CheckError):
+        print(f"{etype.__name__}: {value}", file=sys.stderr)
+    else:
+        previous(etype, value, tb)
+
+
+if sys.excepthook is sys.__excepthook__:  # leave any hook someone else installed (IPython's, a debugger's) alone
+    sys.excepthook = _excepthook
 
 
 def fail(what: str, expected: str, found: str, hint: str = "") -> None:

@@ -127,3 +127,82 @@ def test_failure_message_layout_and_pass_line(capsys):
     assert isinstance(info.value, AssertionError)
     checks.passed("Exercise 1")
     assert capsys.readouterr().out == "[passed] Exercise 1\n"
+
+
+@checks.exercise("ex9_double", "Exercise 9: doubling")
+def check_double(double):
+    checks.check_close("double(x)", double(torch.arange(3.0)), torch.tensor([0.0, 2.0, 4.0]))
+
+
+def test_exercise_decorator_verdicts(capsys):
+    check_double(lambda x: 2 * x)
+    assert capsys.readouterr().out == "[passed] Exercise 9: doubling\n"
+
+    def stub(x):
+        raise NotImplementedError("ex9_double: replace this line with your solution")
+
+    with pytest.raises(checks.NotDoneError, match="^ex9_double is not done yet"):
+        check_double(stub)
+    with pytest.raises(CheckError, match="(?s)raised RuntimeError.*line \\d+ of your code: .*x @ x.T @ x"):
+        check_double(lambda x: x @ x.T @ x)
+    with pytest.raises(CheckError, match="not close enough"):
+        check_double(lambda x: 2 * x + 1e-3)
+    assert "[passed]" not in capsys.readouterr().out
+
+
+def test_exercise_decorator_keeps_the_callers_random_state_and_dtype():
+    torch.manual_seed(3)
+    expected = torch.rand(2)
+    torch.manual_seed(3)
+    torch.set_default_dtype(torch.float64)
+    try:
+        check_double(lambda x: (2 * x).float() + 0 * torch.rand(3))  # draws from the global generator
+        assert torch.get_default_dtype() == torch.float64
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert torch.equal(torch.rand(2), expected)
+
+
+def test_plain_rejects_answers_that_lie():
+    class Liar:
+        def __eq__(self, other):
+            return True
+
+    class Sub(torch.Tensor):
+        pass
+
+    assert type(checks.plain("x", torch.ones(2).as_subclass(torch.Tensor))) is torch.Tensor
+    assert checks.plain("x", 3).item() == 3
+    with pytest.raises(CheckError, match="Liar"):
+        checks.plain("x", Liar())
+    with pytest.raises(CheckError, match="subclass"):
+        checks.plain("x", torch.ones(2).as_subclass(Sub))
+    with pytest.raises(CheckError, match="subclass"):
+        checks.check_close("x", torch.ones(2).as_subclass(Sub), torch.ones(2))
+
+
+def test_tolerance_follows_the_dtype_and_messages_show_the_difference():
+    x = torch.linspace(-5, 5, 101, dtype=torch.float64)
+    checks.check_close("exp", x.float().exp(), x.exp())  # float32 work against a float64 reference
+    with pytest.raises(CheckError, match="expected: 1\\n  found:    1\\.0000001$"):
+        checks.check_close("x", torch.tensor([1.0000001], dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64))
+
+
+def test_a_failed_check_shows_its_message_without_the_checkers_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    code = "from dgm_course import checks\nchecks.fail('the answer is wrong', 'one thing', 'another', 'a hint')"
+    script = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert script.returncode == 1
+    assert script.stderr.startswith("CheckError: the answer is wrong") and "Traceback" not in script.stderr
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    NotebookClient(nb, timeout=60, allow_errors=True, kernel_name="python3").execute(cwd=str(tmp_path))
+    error = nb.cells[0].outputs[-1]
+    text = "\n".join(error.traceback)
+    assert error.ename == "CheckError" and "the answer is wrong" in text and "a hint" in text
+    assert "checks.py" not in text and "Traceback" not in text
