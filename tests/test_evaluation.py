@@ -84,3 +84,47 @@ def test_the_course_classifier_trains_caches_and_classifies(monkeypatch, tmp_pat
     torch.testing.assert_close(evaluation.features(mnist.to_unit(images), again),
                                evaluation.features(mnist.to_unit(images), clf))
     assert (evaluation.predict(mnist.to_unit(images), again) == labels).double().mean() > 0.8
+
+
+def test_the_classifier_trains_the_same_way_whatever_the_notebook_did(monkeypatch, tmp_path):
+    """Two trainings give the same weights, also under a float64 default dtype and another global seed, and
+    neither touches the caller's random state: the FID yardstick does not depend on the notebook around it."""
+    monkeypatch.setenv("DGM_MODE", "smoke")
+    monkeypatch.setenv("DGM_CACHE_DIR", str(tmp_path / "a"))
+    torch.manual_seed(5)
+    expected_draw = torch.rand(3)
+    torch.manual_seed(5)
+    first = evaluation.mnist_classifier(torch.device("cpu"))
+    assert torch.equal(torch.rand(3), expected_draw)
+    monkeypatch.setenv("DGM_CACHE_DIR", str(tmp_path / "b"))
+    torch.manual_seed(99)
+    torch.set_default_dtype(torch.float64)
+    try:
+        second = evaluation.mnist_classifier(torch.device("cpu"))
+    finally:
+        torch.set_default_dtype(torch.float32)
+    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items(), strict=True):
+        assert a.dtype == b.dtype and torch.equal(a, b), f"{name} differs between two trainings"
+
+
+def test_the_fid_protocol_helpers(monkeypatch, tmp_path):
+    monkeypatch.setenv("DGM_MODE", "smoke")
+    monkeypatch.setenv("DGM_CACHE_DIR", str(tmp_path))
+    images, labels = mnist.test_split(smoke=300)
+    assert len(images) == len(labels) == 300
+    monkeypatch.setenv("DGM_MODE", "standard")
+    assert len(mnist.test_split(smoke=300)[0]) == 2000
+    monkeypatch.setenv("DGM_MODE", "smoke")
+    train, _ = evaluation.generative_train_split()
+    all_train, _ = mnist.load_mnist("train")
+    assert len(train) == len(all_train) - evaluation.HELD_OUT and torch.equal(train, all_train[:len(train)])
+    clf = evaluation.MNISTClassifier().eval()
+    reference = evaluation.fid_reference(smoke=300)
+    assert reference.shape == (300, 1, 28, 28) and 0 <= reference.min() and reference.max() <= 1
+    floor = evaluation.fid_floor(300, reference, clf)
+    assert floor == pytest.approx(evaluation.fid(mnist.to_unit(all_train[-300:]), reference, clf))
+    with pytest.raises(ValueError, match="held-out"):
+        evaluation.fid_floor(evaluation.HELD_OUT + 1, reference, clf)
+    fraction = evaluation.confident_fraction(reference, clf)
+    assert 0 <= fraction <= 1
+    assert evaluation.confident_fraction(reference, clf, threshold=0.0) == 1.0
