@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import pickle
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -146,6 +147,11 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        try:  # what cannot be loaded safely is refused now, not when a later run loads it
+            torch.load(tmp, weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise TypeError("a cached training record may hold only tensors, numbers, strings, lists, tuples and "
+                            f"dicts (it is loaded with weights_only=True); {path.name} holds more: {err}") from None
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -172,7 +178,8 @@ def train_or_load(
     if force is None:
         force = os.environ.get("DGM_RETRAIN", "0") not in ("", "0")
     if path.exists() and not force:
-        saved = torch.load(path, map_location=next(model.parameters()).device, weights_only=False)
+        # weights_only: a cache file is data, never code (a planted pickle must not run)
+        saved = torch.load(path, map_location=next(model.parameters()).device, weights_only=True)
         model.load_state_dict(saved["state_dict"])
         model.eval()
         print(f"loaded {name} from the cache {path} (trained in {saved['seconds']:.0f} s; "

@@ -1,4 +1,6 @@
 import math
+import os
+import pickle
 
 import pytest
 import torch
@@ -179,3 +181,34 @@ def test_evaluate_is_batch_weighted():
     model = Gaussian()
     x = data(1001)
     assert train.evaluate(model, x, batch_size=100) == pytest.approx(model.loss(x).item(), rel=1e-5)
+
+
+class Opaque:
+    """An object that pickles, but only as a reference to this class."""
+
+
+class Payload:
+    """A pickle that runs a command when it is loaded without weights_only."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.target}",))
+
+
+def test_train_or_load_refuses_records_that_would_need_unsafe_loading(monkeypatch, tmp_path):
+    """Cache files are loaded with weights_only=True: a record holding arbitrary objects is refused when saved,
+    and a planted pickle that would run code is refused when loaded."""
+    monkeypatch.setenv("DGM_CACHE_DIR", str(tmp_path))
+
+    with pytest.raises(TypeError, match="weights_only"):
+        train.train_or_load(Gaussian(), "01_background", "opaque", lambda: {"thing": Opaque()})
+    assert not list(tmp_path.rglob("*.pt*"))
+
+    path = train.checkpoint_path("01_background", "planted")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": Gaussian().state_dict(), "record": Payload(tmp_path / "pwned"), "seconds": 1.0}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        train.train_or_load(Gaussian(), "01_background", "planted", lambda: {})
+    assert not (tmp_path / "pwned").exists()
