@@ -187,7 +187,9 @@ def check_close(name: str, found, expected, atol: float | None = None, rtol: flo
     default_atol, default_rtol = tolerance(found.dtype if torch.is_floating_point(found) else torch.float32)
     atol = default_atol if atol is None else atol
     rtol = default_rtol if rtol is None else rtol
-    f, e = (torch.as_tensor(v).detach().cpu().double() for v in (found, expected))
+    f = found.cpu().double()
+    e = expected.detach().cpu().double() if isinstance(expected, torch.Tensor) else \
+        torch.as_tensor(np.asarray(expected, dtype=np.float64))  # Python floats stay float64
     if f.shape != e.shape:
         fail(f"{name} has the wrong shape", str(tuple(e.shape)), str(tuple(f.shape)), hint)
     if not torch.isfinite(f).all() and not torch.equal(torch.isfinite(f), torch.isfinite(e)):

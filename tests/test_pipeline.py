@@ -3,7 +3,6 @@ and in every student notebook each exercise's check fails while the stub is in p
 
 import ast
 import os
-import re
 import textwrap
 from pathlib import Path
 
@@ -107,21 +106,8 @@ def test_every_check_fails_on_the_student_stub(path, tmp_path):
         for exercise in tags(cell, "check"):
             errors = [o for o in cell.outputs if o.output_type == "error"]
             assert errors, f"the check of {exercise} passed on the stub: it cannot tell done from not done"
-            assert errors[0].ename in ("NotImplementedError", "CheckError", "NameError"), errors[0].ename
-
-
-@pytest.mark.parametrize("source", SOURCES, ids=[p.stem for p in SOURCES])
-def test_every_check_has_wrong_implementations_in_the_tests(source):
-    """Each check function an exercise calls is exercised by tests/test_lectureNN_checks.py, which must also hold
-    rejected wrong implementations (pytest.raises(CheckError))."""
-    number = source.stem[:2]
-    test_file = ROOT / "tests" / f"test_lecture{number}_checks.py"
-    assert test_file.exists(), f"{test_file.name} is missing: every exercise check needs wrong implementations"
-    text = test_file.read_text()
-    assert "pytest.raises(CheckError" in text
-    nb = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
-    called = {name for cell in nb.cells if tags(cell, "check")
-              for name in re.findall(rf"lecture{number}\.(check_\w+)\(", cell.source)}
-    assert called, f"no check cell of {source.stem} calls a lecture{number}.check_* function"
-    missing = sorted(name for name in called if name not in text)
-    assert not missing, f"{test_file.name} never exercises {missing}"
+            error = errors[0]
+            assert error.ename == "NotDoneError" and f"{exercise} is not done yet" in error.evalue, \
+                f"{path.name}, check of {exercise}: {error.ename}: {error.evalue[:200]}"
+            shown = "\n".join(error.traceback)  # what Jupyter shows: the verdict, not the checker's frames
+            assert "Traceback" not in shown and "checks.py" not in shown, shown
