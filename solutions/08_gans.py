@@ -116,7 +116,7 @@ plt.tight_layout()
 # %%
 N_MEMO = budget(smoke=1000, standard=10000, full=60000)
 memo_images, _ = mnist.load_mnist("train", n=N_MEMO)
-test_images, _ = mnist.load_mnist("test")
+test_images, _ = mnist.test_split(smoke=500)                              # the course's test set (uint8)
 gen = torch.Generator().manual_seed(0)
 x_memo = mnist.dequantize(memo_images, generator=gen).flatten(1).double()        # (N, 784)
 x_test_deq = mnist.dequantize(test_images[:500], generator=gen).flatten(1).double()
@@ -147,12 +147,19 @@ axes[0].set(xlabel="kernel width sigma", ylabel="bits / dim", ylim=(-8, 12), tit
 axes[0].legend(fontsize=8)
 plot.image_grid(mnist.to_unit(memo_images[:36]), nrow=6, ax=axes[1], title="samples of the memorizing model")
 plt.tight_layout()
+best_test = min(bpd["test digits"])
+sigma_zero = (2 * math.pi) ** -0.5 * N_MEMO ** (-1 / 784) / 256           # own kernel alone: 0 bits/dim
+print(f"test digits at the best sigma ({sigmas[bpd['test digits'].index(best_test)]}): {best_test:.2f} bits/dim; "
+      f"a memorized digit's own kernel alone reaches 0 bits/dim at sigma = {sigma_zero:.4f}")
 
 # %% [markdown]
 # The samples on the right are perfect. The likelihood tells another story: as $\sigma$ shrinks the model
-# claims ever fewer bits for the digits it memorized (below 0 bits/dim once $\sigma < 1/256$, the width of
-# one dequantization cell), and ever more for new digits; even at its best $\sigma$ the test digits cost
-# more than 7 bits/dim, close to the 8 bits/dim of a uniform distribution over pixel values. With a
+# claims ever fewer bits for the digits it memorized, and ever more for new digits. A memorized digit scored by
+# its own kernel alone has density $\frac1N (2\pi\sigma^2)^{-D/2}$, which on the dequantized scale (a uniform
+# density over pixel values is $256^D$, i.e. 8 bits/dim) is 0 bits/dim at
+# $\sigma = (2\pi)^{-1/2} N^{-1/D} / 256$, well below the width $1/256$ of one dequantization cell (printed
+# above); smaller kernels give negative bits/dim. Even at its best $\sigma$ the test digits cost nearly as much
+# as the 8 bits/dim of a uniform distribution over pixel values (printed above). With a
 # leave-one-out estimate the training digits look like test digits again, which is how held-out likelihood
 # exposes memorization. A sample-based evaluation has to look for it separately (e.g. nearest training
 # neighbours of samples).
@@ -304,8 +311,9 @@ lecture08.check_discriminator_loss(discriminator_loss)
 #
 # ### Exercise 2: the optimal discriminator
 # Write `optimal_discriminator(log_p_data, log_p_g)` returning $D^*(x)$ elementwise from the two
-# **log**-densities (any shape; the result has the same shape). In high dimension log-densities are in the
-# hundreds or thousands of negative nats, where `exp` returns 0: work with the logs.
+# **log**-densities (any shape; the result has the same shape, and the inputs are left unchanged: the lecture uses
+# them again). In high dimension log-densities are in the hundreds or thousands of negative nats, where `exp`
+# returns 0: work with the logs.
 
 # %% tags=["solution:ex2_optimal_discriminator"]
 def optimal_discriminator(log_p_data, log_p_g):
@@ -512,8 +520,18 @@ print({k: f"{v:.2e}" for k, v in grads.items()}, f"ratio {grads['non-saturating'
 # (`dgm_course.toy`): 8 Gaussians on a ring of radius 2 (standard deviation $\sigma = 0.141$) and 25 Gaussians
 # on a $5\times5$ grid of spacing 1 ($\sigma = 0.05$).
 #
-# **The protocol** (fixed for every model and every mode of this course; the grid version follows the
-# PacGAN paper, Lin et al. 2018): draw $N = 2500$ samples from the generator. A sample is **high quality** if it
+# **Easier than the papers' versions.** What makes these sets hard is how narrow a mode is compared with the gaps
+# between modes. The ring of Metz et al. (2017) and of the WGAN-GP toy experiments (Gulrajani et al. 2017, their
+# released script `gan_toy.py`) has modes of $\sigma = 0.02$ on a circle of radius 2: radius/$\sigma$ = 100,
+# against $2/0.141 \approx 14$ here, so our ring is about 7 times blurrier. The WGAN-GP grid has $\sigma = 0.05$ at
+# spacing 2 (spacing/$\sigma$ = 40, against 20 here), about 2 times blurrier here. (That script rescales each set
+# afterwards, which changes neither ratio.) Wider modes are easier to find and to fill, which lets small networks
+# reach them in a CPU budget; our mode counts and high-quality fractions are therefore **not comparable** with the
+# tables of those papers.
+#
+# **The protocol** (fixed for every model and every mode of this course; the 2500 samples and the $3\sigma$
+# rule follow VEEGAN, Srivastava et al. 2017, and PacGAN, Lin et al. 2018): draw $N = 2500$ samples from the
+# generator. A sample is **high quality** if it
 # lies within $3\sigma$ of its nearest mode centre. A mode is **covered** if at least 20 high-quality samples
 # have it as their nearest centre (for a perfect sampler: 312 per ring mode, 100 per grid mode). Report the
 # number of covered modes and the high-quality fraction (for exact samples from the data: 0.989, the mass of a
@@ -557,48 +575,87 @@ for data, name in TOY.items():
 
 # %% [markdown]
 # ### The adversarial training loop
-# One iteration = one discriminator step on a real and a generated batch (the generated batch is
-# **detached**: this step must not move $G$), then one generator step through the discriminator (only $G$'s
-# optimizer steps; the gradients that land in $D$ are cleared before $D$'s next step). Adam with
-# $\beta_1 = 0.5$, a common choice for GANs since DCGAN: a long momentum memory makes the two players
-# oscillate. The learning rate decays linearly to 0, so that late, small steps let the generator settle into
-# the modes instead of circling around them. The generator is an MLP from $z \in \mathbb R^{Z}$ to $\mathbb R^2$; the discriminator an MLP
-# with leaky ReLUs (no dead units where the generator has not been yet). Every `every` steps the loop saves
-# the generator's samples for one fixed noise batch of size $N = 2500$: the snapshots for the coverage curves
-# and the widget.
+# One iteration of the **alternating update** is
+#
+# 1. a **discriminator step**: with a real batch $x_{1..B}$ and a generated batch $\tilde x_j = G(z^D_j)$,
+#    $$\phi \leftarrow \phi - \text{step of } \nabla_\phi \mathcal L_D(\phi),\qquad
+#      \mathcal L_D = -\tfrac1B \textstyle\sum_i \log D_\phi(x_i) - \tfrac1B \sum_j \log\big(1 - D_\phi(\tilde x_j)\big),$$
+#    in which $\tilde x$ is a **constant**: this step must not move $G$ (detach the generated batch);
+# 2. a **generator step** through the *updated* discriminator, on fresh noise $z^G$:
+#    $\theta \leftarrow \theta - \text{step of } \nabla_\theta\, \mathcal L_G\big(D_\phi(G_\theta(z^G))\big)$,
+#    with $\mathcal L_G$ the non-saturating loss of exercise 3 (or the minimax one). Only $G$'s optimizer steps:
+#    the backward pass also leaves gradients in $D$'s parameters, which must not reach $D$'s next step.
+#
+# ### Exercise 5: one alternating GAN update
+# Write `gan_step(G, D, opt_G, opt_D, x_real, z_D, z_G, g_loss=generator_loss)`. `G` maps noise $(B, Z)$ to
+# samples shaped like `x_real` $(B, \dots)$; `D` maps a batch $(B, \dots)$ to logits $(B,)$; `opt_G` and `opt_D` are
+# the two players' optimizers (any `torch.optim` optimizer); `z_D` and `z_G` are two noise batches $(B, Z)$, the
+# first for the discriminator step, the second for the generator step; `g_loss(fake_logits)` is the generator's
+# loss (exercise 3's by default). Do the two steps above, the discriminator's loss by exercise 1's
+# `discriminator_loss` with $D$ called on the real and on the generated batch separately (as one batch, batch
+# normalization in $D$ would mix them), and return the two losses, each computed before its own update, as Python
+# floats `(d_loss, g_loss_value)`. Tensors and parameters are float32. On entry the parameters' `.grad` may hold
+# anything (the previous generator step leaves gradients in $D$): clear them so that each step uses its own
+# loss's gradient alone.
+#
+# The check runs your function on a linear $G$ and $D$, for which the whole step can be worked out by hand (the
+# losses, the gradient each optimizer sees, the parameters after), twice in a row, and then 40 times on a 1-D toy
+# problem, where the generator must end where the reference update puts it. The training loops below call it.
+
+# %% tags=["solution:ex5_gan_step"]
+def gan_step(G, D, opt_G, opt_D, x_real, z_D, z_G, g_loss=generator_loss):
+    """One discriminator step, then one generator step through the updated D; returns (d_loss, g_loss) floats."""
+    ### BEGIN SOLUTION
+    d_loss = discriminator_loss(D(x_real), D(G(z_D).detach()))        # the fakes are constants for D's step
+    opt_D.zero_grad()
+    d_loss.backward()
+    opt_D.step()
+    loss = g_loss(D(G(z_G)))                                            # through the updated D
+    opt_G.zero_grad()                                                   # D's grads from here are cleared next time
+    loss.backward()
+    opt_G.step()
+    return d_loss.item(), loss.item()
+    ### END SOLUTION
+
+
+# %% tags=["check:ex5_gan_step"]
+lecture08.check_gan_step(gan_step)
+
+# %% [markdown]
+# The 2-D training loop around it: Adam with $\beta_1 = 0.5$, a common choice for GANs since DCGAN (a long
+# momentum memory makes the two players oscillate). The learning rate decays linearly to 0, so that late, small
+# steps let the generator settle into the modes instead of circling around them. The generator is an MLP from
+# $z \in \mathbb R^{Z}$ to $\mathbb R^2$; the discriminator an MLP with leaky ReLUs (no dead units where the generator
+# has not been yet), flattened to one logit per sample. Every `every` steps the loop saves the generator's samples
+# for one fixed noise batch of size $N = 2500$, and the discriminator's $D(x)$ on a $60 \times 60$ grid of the
+# plane: the snapshots for the coverage curves and the widget.
 
 # %%
 Z_DIM_2D = 2
+D_GRID, _ = plot.grid_2d(3.0, 60)                                        # (3600, 2): where D is drawn
 
 
 def train_gan_2d(G, D, data, steps, g_loss, batch, lr=1e-3, every=100, seed=0):
-    """Alternate one D step and one G step; returns losses and the snapshots of G(z_fixed) every `every` steps."""
+    """Alternate one D step and one G step (gan_step); returns losses and the snapshots of G(z_fixed)."""
     opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.9))
     opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.9))
     decay = [torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / steps) for opt in (opt_d, opt_g)]
     gen = torch.Generator().manual_seed(seed)
     z_fixed = torch.randn(N_EVAL, Z_DIM_2D, generator=torch.Generator().manual_seed(1)).to(device)
-    history = {"d_loss": [], "g_loss": [], "step": [], "samples": []}
+    history = {"d_loss": [], "g_loss": [], "step": [], "samples": [], "d_grid": []}
     for step in range(1, steps + 1):
         x = data[torch.randint(len(data), (batch,), generator=gen)].to(device)          # (B, 2)
-        z = torch.randn(batch, Z_DIM_2D, generator=gen).to(device)                      # (B, Z)
-        d_loss = discriminator_loss(D(x).squeeze(1), D(G(z).detach()).squeeze(1))
-        opt_d.zero_grad()
-        d_loss.backward()
-        opt_d.step()
-        z = torch.randn(batch, Z_DIM_2D, generator=gen).to(device)
-        loss = g_loss(D(G(z)).squeeze(1))
-        opt_g.zero_grad()
-        loss.backward()
-        opt_g.step()
+        z_d, z_g = (torch.randn(batch, Z_DIM_2D, generator=gen).to(device) for _ in range(2))   # (B, Z) each
+        d_loss, loss = gan_step(G, D, opt_g, opt_d, x, z_d, z_g, g_loss)
         for schedule in decay:
             schedule.step()
-        history["d_loss"].append(d_loss.item())
-        history["g_loss"].append(loss.item())
+        history["d_loss"].append(d_loss)
+        history["g_loss"].append(loss)
         if step % every == 0 or step == steps:
             with torch.no_grad():
                 history["step"].append(step)
                 history["samples"].append(G(z_fixed).cpu())
+                history["d_grid"].append(torch.sigmoid(D(D_GRID.to(device))).cpu().reshape(60, 60))
     return history
 
 
@@ -619,10 +676,10 @@ for data in TOY:
     for variant, loss_fn in LOSSES.items():
         torch.manual_seed(0)
         G = mlp(Z_DIM_2D, 2, WIDTH_2D).to(device)
-        D = mlp(2, 1, WIDTH_2D, act=lambda: nn.LeakyReLU(0.2)).to(device)
+        D = nn.Sequential(*mlp(2, 1, WIDTH_2D, act=lambda: nn.LeakyReLU(0.2)), nn.Flatten(0)).to(device)   # logits (B,)
         gans_2d[data, variant] = nn.ModuleDict({"G": G, "D": D})
         runs_2d[data, variant] = train_or_load(
-            gans_2d[data, variant], LECTURE, f"gan_{data}_{variant.replace('-', '_')}",
+            gans_2d[data, variant], LECTURE, f"gan2d_{data}_{variant.replace('-', '_')}",
             lambda G=G, D=D, data=data, loss_fn=loss_fn: train_gan_2d(G, D, data_2d[data], GAN_STEPS[data], loss_fn,
                                                                       batch=BATCH_2D[data]))
 
@@ -662,7 +719,9 @@ plt.tight_layout()
 
 # %% [markdown]
 # ### Scrub through training
-# The generator's samples (red, the same noise batch throughout) at each saved step, over the data (grey).
+# The generator's samples (red, the same noise batch throughout) at each saved step, over the data (grey) and the
+# discriminator's $D(x)$ at that step (blue: judged generated, red: judged real). The game becomes visible: $D$
+# rises where data lack samples and falls where samples lack data, and the generator follows its slope.
 # Watch for the generator jumping between modes, for bridges of samples between modes (a continuous $G$ from a
 # connected noise space must pass through the gaps; the high-quality fraction counts them), and for modes that
 # stay empty.
@@ -673,8 +732,11 @@ def show_snapshot(data="grid", variant="non-saturating", snapshot=1.0):
     i = round(snapshot * (len(run["step"]) - 1))
     samples = run["samples"][i]
     modes, hq = coverage(samples, data)
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    plot.scatter_2d(data_2d[data][:N_EVAL], ax=ax, lim=3, s=1, color="lightgray")
+    fig, ax = plt.subplots(figsize=(5.2, 4.5))
+    image = ax.imshow(run["d_grid"][i], origin="lower", extent=(-3, 3, -3, 3), cmap="coolwarm", vmin=0, vmax=1,
+                      alpha=0.6)
+    fig.colorbar(image, ax=ax, label="D(x)")
+    plot.scatter_2d(data_2d[data][:N_EVAL], ax=ax, lim=3, s=1, color="dimgray")
     plot.scatter_2d(samples, ax=ax, lim=3, s=1, color="C3")
     ax.set_title(f"step {run['step'][i]}: {modes} modes, {hq:.0%} high quality")
     plt.show()
@@ -745,17 +807,10 @@ def train_dcgan(G, D, images, steps, batch=64, lr=2e-4, n_snapshots=6, seed=0):
     history = {"d_loss": [], "g_loss": [], "step": [], "samples": []}
     for step in range(1, steps + 1):
         x = 2 * images[torch.randint(len(images), (batch,), generator=gen)].to(device) - 1    # (B, 1, 28, 28)
-        z = torch.randn(batch, Z_DIM, generator=gen).to(device)
-        d_loss = discriminator_loss(D(x), D(G(z).detach()))
-        opt_d.zero_grad()
-        d_loss.backward()
-        opt_d.step()
-        loss = generator_loss(D(G(torch.randn(batch, Z_DIM, generator=gen).to(device))))
-        opt_g.zero_grad()
-        loss.backward()
-        opt_g.step()
-        history["d_loss"].append(d_loss.item())
-        history["g_loss"].append(loss.item())
+        z_d, z_g = (torch.randn(batch, Z_DIM, generator=gen).to(device) for _ in range(2))
+        d_loss, loss = gan_step(G, D, opt_g, opt_d, x, z_d, z_g)
+        history["d_loss"].append(d_loss)
+        history["g_loss"].append(loss)
         if step in at:
             G.eval()                                                      # batch norm with running statistics
             with torch.no_grad():
@@ -766,15 +821,17 @@ def train_dcgan(G, D, images, steps, batch=64, lr=2e-4, n_snapshots=6, seed=0):
 
 
 # %%
-N_TRAIN = budget(smoke=2000, standard=60000, full=60000)
-train_images, _ = mnist.load_mnist("train", n=N_TRAIN)
+from dgm_course import evaluation  # noqa: E402  (the FID protocol and the course classifier, lecture 14)
+
+N_TRAIN = budget(smoke=2000, standard=None, full=None)                   # None: the whole generative split
+train_images, _ = evaluation.generative_train_split(N_TRAIN)             # the last 5000 stay unseen (FID floor)
 x_train = mnist.to_unit(train_images)                                     # (N, 1, 28, 28) in [0, 1]
 DCGAN_STEPS = budget(smoke=30, standard=2000, full=20000)
 torch.manual_seed(0)
 dc_G, dc_D = DCGenerator().to(device), DCDiscriminator().to(device)
 print(f"generator {sum(p.numel() for p in dc_G.parameters()):,} parameters, "
       f"discriminator {sum(p.numel() for p in dc_D.parameters()):,}")
-dc_history = train_or_load(nn.ModuleDict({"G": dc_G, "D": dc_D}), LECTURE, "dcgan_mnist",
+dc_history = train_or_load(nn.ModuleDict({"G": dc_G, "D": dc_D}), LECTURE, "dcgan_mnist_gensplit",
                            lambda: train_dcgan(dc_G, dc_D, x_train, DCGAN_STEPS))
 dc_G.eval()
 
@@ -802,22 +859,28 @@ ax.legend()
 
 # %% [markdown]
 # ### Measuring the samples
-# Two sample-based numbers, both on 2000 images (in smoke mode, fewer):
+# Two sample-based numbers, each on `N_GEN` generated images (the number is printed below):
 # 1. the classifier two-sample test of section 2, an MLP on the raw pixels: real vs real (two disjoint random
 #    sets of training digits), training vs test digits, and real vs generated;
 # 2. the **FID** of the course: the Fréchet distance between Gaussians fitted to the features of a small MNIST
 #    classifier (`dgm_course.evaluation`, built in lecture 14),
 #    $\lVert \mu_a - \mu_b \rVert^2 + \operatorname{tr}\big(\Sigma_a + \Sigma_b - 2 (\Sigma_a^{1/2} \Sigma_b \Sigma_a^{1/2})^{1/2}\big)$.
 #    It is **not** the Inception FID of the literature, so its values are comparable only within this course.
-#    The reference set is the 2000 test images; FID(training digits, test digits) gives the floor.
+#    The course's FID protocol (lecture 14): the reference set is the mode's test set
+#    (`evaluation.fid_reference`), and the **floor** is the FID of `N_GEN` real training digits that no model
+#    trained on (the last 5000 of the training split, held out by `evaluation.generative_train_split`) against the
+#    same reference: what a perfect model would score with the same number of samples. Beside it, the fraction of
+#    samples the classifier assigns to some digit with probability at least 0.9 (`evaluation.confident_fraction`).
 
 # %%
-N_GEN = budget(smoke=500, standard=2000, full=2000)
-x_test = mnist.to_unit(test_images)[:N_GEN]                               # (N_GEN, 1, 28, 28)
+N_GEN = budget(smoke=500, standard=2000, full=5000)                      # generated images per comparison
+reference = evaluation.fid_reference(smoke=500)                          # (N_ref, 1, 28, 28): the test set
+x_test = reference[:N_GEN]
 x_fake = torch.cat([dc_G.sample(500, generator=torch.Generator().manual_seed(k)).cpu()
                     for k in range(N_GEN // 500)])
 perm = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(5))
 real_a, real_b = x_train[perm[:N_GEN]], x_train[perm[N_GEN:2 * N_GEN]]
+print(f"{N_GEN} images per set; FID reference: {len(reference)} test images")
 for name, other in (("train vs train", real_b), ("train vs test", x_test), ("train vs DCGAN", x_fake)):
     acc, p = c2st(real_a, other, steps=C2ST_STEPS // 3)
     print(f"{name:14s} classifier two-sample test: accuracy {acc:.3f}, p-value {p:.3f}")
@@ -826,17 +889,19 @@ for name, other in (("train vs train", real_b), ("train vs test", x_test), ("tra
 # Two disjoint sets of training digits are indistinguishable, as they must be. Training and test digits are
 # **not**: by the description of the MNIST data set, the first 5000 test digits come from NIST's Special
 # Database 3 (written by Census Bureau employees, cleaner than the students' digits mixed into the training
-# set), and the course's 2000 test digits are all from that part. A two-sample test finds such a shift without
-# being told what to look for. The DCGAN's samples are told apart far more easily still.
+# set), and in standard mode the course's test set (the first 2000 official test digits) lies entirely in that
+# part. A two-sample test finds such a shift without being told what to look for. The DCGAN's samples are told
+# apart far more easily still.
 
 # %%
-from dgm_course import evaluation  # noqa: E402  (the course classifier: trained once, then cached)
-
 clf = evaluation.mnist_classifier()
-fid_real = evaluation.fid(real_a, x_test, clf)
-fid_dcgan = evaluation.fid(x_fake, x_test, clf)
+fid_floor = evaluation.fid_floor(N_GEN, reference, clf)
+fid_dcgan = evaluation.fid(x_fake, reference, clf)
+dcgan_confident = evaluation.confident_fraction(x_fake, clf)
 digits = torch.bincount(evaluation.predict(x_fake, clf), minlength=10)
-print(f"FID (course classifier, not Inception): training digits {fid_real:.2f}, DCGAN {fid_dcgan:.2f}")
+print(f"FID (course classifier, not Inception; {N_GEN} samples vs {len(reference)} test images): "
+      f"floor (held-out training digits) {fid_floor:.2f}, DCGAN {fid_dcgan:.2f}")
+print(f"confidently classified: DCGAN samples {dcgan_confident:.1%}")
 print(f"DCGAN samples per predicted digit: {digits.tolist()}")
 
 # %% [markdown]
@@ -844,7 +909,8 @@ print(f"DCGAN samples per predicted digit: {digits.tolist()}")
 #
 # The headline numbers: mode coverage on the ring and the grid by the protocol of section 5 (2500 samples;
 # high quality within $3\sigma$; a mode covered with at least 20 high-quality samples), for the better of the
-# two generator losses on each data set, and the DCGAN's FID in the course classifier's feature space.
+# two generator losses on each data set, and the DCGAN's FID in the course classifier's feature space with the
+# floor measured at the same number of samples and the fraction of confidently classified samples.
 
 # %%
 best = {data: max(LOSSES, key=lambda v, data=data: cover_2d[data, v][-1]) for data in TOY}
@@ -861,26 +927,32 @@ for data in TOY:
     record(LECTURE, f"{data}_modes", modes, "modes", n_data=N_EVAL, wall_time_s=elapsed, note=note)
     record(LECTURE, f"{data}_high_quality", hq, "fraction", n_data=N_EVAL, wall_time_s=elapsed, note=note)
 record(LECTURE, "dcgan_fid", fid_dcgan, "FID (course classifier)", n_data=N_GEN, wall_time_s=elapsed,
-       note=f"{DCGAN_STEPS} steps of batch 64; against {N_GEN} test images; train-vs-test FID {fid_real:.2f}")
+       note=f"{DCGAN_STEPS} steps of batch 64; {N_GEN} samples against the {len(reference)} test images")
+record(LECTURE, "fid_floor", fid_floor, "FID (course classifier)", n_data=N_GEN, wall_time_s=elapsed,
+       note=f"{N_GEN} held-out training images against the {len(reference)} test images")
+record(LECTURE, "dcgan_confident_fraction", dcgan_confident, "fraction", n_data=N_GEN, wall_time_s=elapsed,
+       note="samples the course classifier assigns to a digit with probability >= 0.9")
 print(f"total time {elapsed:.0f} s in {MODE} mode")
 
 # %% [markdown]
 # **Discussion** (numbers from a standard-mode run on a CPU; smoke mode trains far too briefly for them).
-# - **Ring**: both generator losses cover 8/8 modes after 2000 steps, with 95.1% (minimax) and 94.5%
-#   (non-saturating) high-quality samples. With Adam, $\beta_1 = 0.5$ and a decaying learning rate the minimax
-#   loss does not get stuck here: the discriminator never becomes confident enough, this early, for its
-#   gradient to vanish (section 4 shows the regime where it does).
-# - **Grid**: both losses cover 25/25 modes after 6000 steps of batch 512, with 93.7% (non-saturating) and
-#   93.2% (minimax) high-quality samples, meeting the targets (at least 24/25 and 90%). It took care to get
-#   there on a CPU budget: in tuning runs with batches of 256 the high-quality fraction stopped at 89%, and
-#   without the learning-rate decay it was 62% after 3000 steps. The curves above show the high-quality
-#   fraction rising last, long after the modes are found; the samples that miss are the bridges between
-#   neighbouring modes.
-# - **DCGAN**: after 2000 steps of batch 64 (two epochs) the samples are digit-like but rough, and unevenly
-#   spread over the classes (the predicted-digit counts above: some digits are rare, a mild mode collapse).
-#   Its FID in the course classifier's features is about 400, against 15 for training digits vs test digits, and a
-#   classifier two-sample test separates its samples from data almost perfectly. Longer training (`full`
-#   mode) and wider networks close part of the gap; these FIDs are not comparable with Inception FIDs.
+# - **Ring**: both generator losses cover 8/8 modes after 2000 steps, the better one with
+#   95.1%<!-- r:ring_high_quality*100 --> high-quality samples (the table above gives both). With Adam,
+#   $\beta_1 = 0.5$ and a decaying learning rate the minimax loss does not get stuck here: the discriminator never
+#   becomes confident enough, this early, for its gradient to vanish (section 4 shows the regime where it does).
+# - **Grid**: both losses cover 25/25 modes after 6000 steps of batch 512, the better one with
+#   93.7%<!-- r:grid_high_quality*100 --> high-quality samples, meeting the targets (at least 24/25 and 90%). Two
+#   choices matter on this CPU budget: the larger batch (the discriminator sees more of the few samples between
+#   modes) and the learning-rate decay (without it the samples keep jittering around the modes at the scale of one
+#   step). The curves above show the high-quality fraction rising last, long after the modes are found; the
+#   samples that miss are the bridges between neighbouring modes. Remember that these modes are blurrier than the
+#   papers' (section 5).
+# - **DCGAN**: after 2000 steps of batch 64 (about two epochs) the samples are digit-like but rough, and unevenly
+#   spread over the classes (the predicted-digit counts above: some digits are rare, a mild mode collapse). Its
+#   FID in the course classifier's features is many times the floor of real held-out digits (both printed above),
+#   fewer of its samples are confidently classified than real digits, and a classifier two-sample test separates
+#   its samples from data almost perfectly. Longer training (`full` mode) and wider networks close part of the
+#   gap; these FIDs are not comparable with Inception FIDs.
 #
 # ## Summary
 # - Likelihood and sample quality can disagree completely: a mixture with 99% noise loses only $\log 100$ nats
@@ -892,8 +964,10 @@ print(f"total time {elapsed:.0f} s in {MODE} mode")
 #   $2\,\mathrm{JSD}(p_\text{data} \,\|\, p_G) - \log 4$; both were checked numerically in 1-D.
 # - The minimax generator loss saturates when the discriminator wins; the non-saturating loss
 #   $-\log D(G(z))$ keeps the gradient.
+# - Training alternates one discriminator step (on real and **detached** generated samples) and one generator
+#   step through the updated discriminator, each on its own loss's gradients alone (exercise 5).
 # - Alternating gradient steps are not the idealized game: mode collapse and bridges between modes are
-#   measurable with a fixed coverage protocol.
+#   measurable with a fixed coverage protocol (on toy sets easier than the papers').
 # - A DCGAN produces digits on a CPU in minutes; its samples are measured by a two-sample test and by an FID
 #   in the feature space of the course's classifier.
 #

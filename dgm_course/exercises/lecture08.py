@@ -36,7 +36,8 @@ def check_discriminator_loss(discriminator_loss: Callable) -> None:
     for n_real, n_fake, scale in ((64, 48, 3.0), (20, 100, 0.5)):
         real = (scale * torch.randn(n_real, generator=g, dtype=DOUBLE) + 0.5).requires_grad_(True)
         fake = (scale * torch.randn(n_fake, generator=g, dtype=DOUBLE) - 0.5).requires_grad_(True)
-        loss = checks.check_scalar("discriminator_loss", discriminator_loss(real, fake), hint_mean, _UNDERFLOW)
+        loss = checks.plain("discriminator_loss", discriminator_loss(real, fake), differentiable=True)
+        loss = checks.check_scalar("discriminator_loss", loss, hint_mean, _UNDERFLOW)
         expected = F.softplus(-real.detach()).mean() + F.softplus(fake.detach()).mean()
         swapped = F.softplus(real.detach()).mean() + F.softplus(-fake.detach()).mean()
         pooled = (F.softplus(-real.detach()).sum() + F.softplus(fake.detach()).sum()) / (n_real + n_fake)
@@ -59,8 +60,8 @@ def check_discriminator_loss(discriminator_loss: Callable) -> None:
     # a confident discriminator: logits of size 200, where sigmoid() rounds to exactly 0 or 1
     real = torch.tensor([200.0, -150.0, 3.0], dtype=DOUBLE)
     fake = torch.tensor([-200.0, 120.0], dtype=DOUBLE)
-    loss = checks.check_scalar("discriminator_loss on logits of size 200", discriminator_loss(real, fake), hint_mean,
-                                _UNDERFLOW)
+    loss = checks.check_scalar("discriminator_loss on logits of size 200",
+                               checks.plain("discriminator_loss", discriminator_loss(real, fake)), hint_mean, _UNDERFLOW)
     checks.check_close("discriminator_loss on logits of size 200", loss.detach(),
                        F.softplus(-real).mean() + F.softplus(fake).mean(), atol=1e-4, rtol=1e-6,
                        hint="compute the log-probabilities from the logits (F.softplus or F.logsigmoid), "
@@ -80,9 +81,14 @@ def check_optimal_discriminator(optimal_discriminator: Callable) -> None:
     g = torch.Generator().manual_seed(82)
     log_p_data = 4 * torch.randn(5, 40, generator=g, dtype=DOUBLE) - 3
     log_p_g = 4 * torch.randn(5, 40, generator=g, dtype=DOUBLE) - 3
-    out = optimal_discriminator(log_p_data, log_p_g)
-    checks.check_tensor("D*(x)", out, shape=(5, 40))
     expected = torch.sigmoid(log_p_data - log_p_g)
+    inputs = (log_p_data.clone(), log_p_g.clone())
+    out = checks.plain("D*(x)", optimal_discriminator(*inputs))
+    if not (torch.equal(inputs[0], log_p_data) and torch.equal(inputs[1], log_p_g)):
+        checks.fail("optimal_discriminator changed its inputs", "log_p_data and log_p_g left as they were",
+                    "an input overwritten in place", "compute a new tensor (no in-place operations such as sub_ on "
+                    "the arguments): the lecture uses the log-densities again afterwards")
+    checks.check_tensor("D*(x)", out, shape=(5, 40))
     found = out.detach().double()
     if not torch.allclose(found, expected, atol=1e-6, rtol=1e-5):
         if torch.allclose(found, 1 - expected, atol=1e-6, rtol=1e-5):
@@ -95,7 +101,7 @@ def check_optimal_discriminator(optimal_discriminator: Callable) -> None:
     # log-densities of high-dimensional data are large and negative: exp() underflows to 0 / 0
     log_p_data = torch.tensor([-1000.0, -2000.0, -745.0, -900.0], dtype=DOUBLE)
     log_p_g = torch.tensor([-1010.0, -1999.0, -760.0, -900.0], dtype=DOUBLE)
-    out = optimal_discriminator(log_p_data, log_p_g)
+    out = checks.plain("D*(x)", optimal_discriminator(log_p_data.clone(), log_p_g.clone()))
     checks.check_tensor("D*(x) for log-densities near -1000", out, shape=(4,), finite=False)
     if not torch.isfinite(out).all():
         checks.fail("D*(x) for log-densities near -1000 is not finite", "finite values", "NaN or inf",
@@ -103,7 +109,8 @@ def check_optimal_discriminator(optimal_discriminator: Callable) -> None:
                     "log-densities only")
     checks.check_close("D*(x) for log-densities near -1000", out.detach().double(),
                        torch.sigmoid(log_p_data - log_p_g), atol=1e-6, rtol=1e-5,
-                       hint="divide numerator and denominator by p_data: only log p_data - log p_g is needed")
+                       hint="one density dominates by up to 15 nats here: divide numerator and denominator by "
+                            "p_data, so that only log p_data - log p_g is needed, and do not clip it")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -116,7 +123,8 @@ def check_generator_loss(generator_loss: Callable) -> None:
     g = torch.Generator().manual_seed(83)
     hint_mean = "average -log D(G(z)) over the batch"
     fake = (2.0 * torch.randn(50, generator=g, dtype=DOUBLE)).requires_grad_(True)
-    loss = checks.check_scalar("generator_loss", generator_loss(fake), hint_mean, _UNDERFLOW)
+    loss = checks.check_scalar("generator_loss", checks.plain("generator_loss", generator_loss(fake), True),
+                               hint_mean, _UNDERFLOW)
     expected = F.softplus(-fake.detach()).mean()
     found = float(loss.detach())
     if abs(found - float(expected)) > 1e-5:
@@ -133,7 +141,7 @@ def check_generator_loss(generator_loss: Callable) -> None:
     # early in training D rejects the fakes confidently: the gradient must not vanish there
     fake = torch.tensor([-8.0, -12.0, -800.0, -30.0], dtype=DOUBLE, requires_grad=True)
     loss = checks.check_scalar("generator_loss on confidently rejected fakes (logits -8 to -800)",
-                               generator_loss(fake), hint_mean, _UNDERFLOW)
+                               checks.plain("generator_loss", generator_loss(fake), True), hint_mean, _UNDERFLOW)
     (grad,) = torch.autograd.grad(loss, [fake], allow_unused=True) if loss.requires_grad else (None,)
     if grad is None:
         checks.fail("generator_loss carries no gradient to the logits", "a gradient", "None",
@@ -194,7 +202,10 @@ def check_mode_coverage(mode_coverage: Callable) -> None:
         if not isinstance(out, tuple | list) or len(out) != 2:
             checks.fail("mode_coverage returns the wrong thing", "a pair (modes covered, high-quality fraction)",
                         type(out).__name__)
-        n_modes, frac = (float(v) for v in out)
+        n_modes, frac = (float(checks.plain(name, v).double().reshape(-1)[0]) if checks.plain(name, v).numel() == 1
+                         else checks.fail(f"{name} is not one number", "a number", "several")
+                         for name, v in zip(("the number of covered modes", "the high-quality fraction"), out,
+                                            strict=True))
         if abs(frac - hq) > 1e-6:
             hint = ("a sample is high quality when its distance to the nearest centre is below 3 * std "
                     "(a distance, not a squared distance); the fraction is over all samples")
@@ -205,3 +216,241 @@ def check_mode_coverage(mode_coverage: Callable) -> None:
                         f"{covered}", f"{n_modes:g}",
                         "count, per mode, only the high-quality samples nearest to it, and cover the mode when "
                         "that count is at least min_count")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Exercise 5: one step of the alternating GAN update
+# ----------------------------------------------------------------------------------------------------------
+
+class _LinearG(torch.nn.Module):
+    """G(z) = z A^T + c: (B, Z) -> (B, X)."""
+
+    def __init__(self, z_dim: int, x_dim: int, g: torch.Generator):
+        super().__init__()
+        self.A = torch.nn.Parameter(0.7 * torch.randn(x_dim, z_dim, generator=g))
+        self.c = torch.nn.Parameter(0.5 * torch.randn(x_dim, generator=g))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z @ self.A.T + self.c
+
+
+class _LinearD(torch.nn.Module):
+    """D(x) = <w, x> + b: (B, X) -> logits (B,)."""
+
+    def __init__(self, x_dim: int, g: torch.Generator):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(x_dim, generator=g))
+        self.b = torch.nn.Parameter(0.3 * torch.randn((), generator=g))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.w + self.b
+
+
+class _RecordingSGD(torch.optim.SGD):
+    """Plain SGD that writes down, at each step(), which player stepped, every parameter and its own gradients."""
+
+    def __init__(self, params, lr: float, player: str, log: list, models: dict):
+        super().__init__(params, lr=lr)
+        self.player, self.log, self.models = player, log, models
+
+    def step(self, closure=None):
+        own = [p for group in self.param_groups for p in group["params"]]
+        self.log.append({
+            "player": self.player,
+            "params": {k: [p.detach().double().clone() for p in m.parameters()] for k, m in self.models.items()},
+            "grads": [None if p.grad is None else p.grad.detach().double().clone() for p in own],
+        })
+        return super().step(closure)
+
+
+def _non_saturating(fake_logits: torch.Tensor) -> torch.Tensor:
+    return F.softplus(-fake_logits).mean()
+
+
+def _minimax(fake_logits: torch.Tensor) -> torch.Tensor:
+    return -F.softplus(fake_logits).mean()
+
+
+def _closed_form_step(A, c, w, b, x, z_d, z_g, lr_g, lr_d, minimax):
+    """The reference step by hand for the linear pair, float64: losses, gradients and the new parameters."""
+    fake_d = z_d @ A.T + c                                                # (B, X)
+    l_real, l_fake = x @ w + b, fake_d @ w + b                            # (B,) each
+    d_loss = F.softplus(-l_real).mean() + F.softplus(l_fake).mean()
+    s_r, s_f = -torch.sigmoid(-l_real) / len(x), torch.sigmoid(l_fake) / len(fake_d)    # dL_D / dlogit
+    g_w, g_b = s_r @ x + s_f @ fake_d, s_r.sum() + s_f.sum()
+    leak_A, leak_c = torch.outer(w, s_f @ z_d), w * s_f.sum()            # dL_D / d(A, c) without the detach
+    w2, b2 = w - lr_d * g_w, b - lr_d * g_b
+    fake_g = z_g @ A.T + c
+    logit = fake_g @ w2 + b2
+    if minimax:
+        g_loss, s = -F.softplus(logit).mean(), -torch.sigmoid(logit) / len(logit)
+    else:
+        g_loss, s = F.softplus(-logit).mean(), -torch.sigmoid(-logit) / len(logit)
+    g_A, g_c = torch.outer(w2, s @ z_g), w2 * s.sum()
+    logit_old = fake_g @ w + b                                            # the generator's loss with the OLD D
+    s_old = (-torch.sigmoid(logit_old) if minimax else -torch.sigmoid(-logit_old)) / len(logit)
+    fake_zd = fake_d @ w2 + b2                                            # ... or with z_D instead of z_G
+    s_zd = (-torch.sigmoid(fake_zd) if minimax else -torch.sigmoid(-fake_zd)) / len(fake_zd)
+    return {"d_loss": float(d_loss), "g_loss": float(g_loss), "g_D": [g_w, g_b], "g_G": [g_A, g_c],
+            "leak_G": [leak_A, leak_c], "old_D_G": [torch.outer(w, s_old @ z_g), w * s_old.sum()],
+            "zd_G": [torch.outer(w2, s_zd @ z_d), w2 * s_zd.sum()],
+            "new_D": [w2, b2], "new_G": [A - lr_g * g_A, c - lr_g * g_c]}
+
+
+def _close(found, expected, scale=1.0) -> bool:
+    atol, rtol = checks.tolerance(torch.float32, 10 * scale)
+    return found is not None and all(f is not None and torch.allclose(f, e, atol=atol, rtol=rtol)
+                                     for f, e in zip(found, expected, strict=True))
+
+
+def _run_step(gan_step, G, D, opt_G, opt_D, x, z_d, z_g, g_loss, what):
+    out = gan_step(G, D, opt_G, opt_D, x.clone(), z_d.clone(), z_g.clone(), g_loss)
+    if not isinstance(out, tuple | list) or len(out) != 2:
+        checks.fail(f"gan_step returns the wrong thing ({what})", "a pair (discriminator loss, generator loss)",
+                    type(out).__name__, "return d_loss.item(), g_loss.item()")
+    values = []
+    for name, v in zip(("the discriminator loss", "the generator loss"), out, strict=True):
+        v = checks.plain(f"{name} returned by gan_step", v)
+        if v.numel() != 1:
+            checks.fail(f"{name} returned by gan_step is not one number", "a float", f"shape {tuple(v.shape)}",
+                        "return the batch-mean loss as a float (.item())")
+        values.append(float(v))
+    return values
+
+
+def _grad_diagnosis(found, ref, garbage) -> str:
+    """A hint naming the classic mistake whose gradient the generator received."""
+    if all(g is None for g in found):
+        return "no gradient reached the generator: do not detach G(z_G) in the generator step"
+    found = [torch.zeros_like(r) if f is None else f for f, r in zip(found, ref["g_G"], strict=True)]
+    if _close(found, [a + b for a, b in zip(ref["g_G"], ref["leak_G"], strict=True)]):
+        return ("the discriminator's loss leaked into the generator's gradient: detach the generated batch in the "
+                "discriminator step (or clear G's gradients right before the generator's backward)")
+    if garbage is not None and _close(found, [a + g for a, g in zip(ref["g_G"], garbage, strict=True)]):
+        return ("the gradient still holds what was in .grad before the step: clear the generator's gradients "
+                "(opt_G.zero_grad()) before its backward")
+    if _close(found, ref["old_D_G"]):
+        return ("the generator's loss was computed with the discriminator BEFORE its update: compute it after "
+                "opt_D.step()")
+    if _close(found, ref["zd_G"]):
+        return "the generator step used z_D: it must use the fresh noise z_G"
+    return "the generator minimizes g_loss(D(G(z_G))) with the updated D: backpropagate it alone, then step opt_G"
+
+
+@checks.exercise("ex5_gan_step", "Exercise 5: one alternating GAN update")
+def check_gan_step(gan_step: Callable) -> None:
+    """Exercise 5: `gan_step(G, D, opt_G, opt_D, x_real, z_D, z_G, g_loss) -> (d_loss, g_loss_value)`.
+
+    One discriminator step on `discriminator_loss(D(x_real), D(G(z_D)))` with the generated batch detached, then
+    one generator step on `g_loss(D(G(z_G)))` through the updated D; only opt_D steps in the first, only opt_G in
+    the second; gradients left in .grad before the call must not leak into either step. Checked on a linear G and
+    D against the step worked out by hand (losses, gradients, new parameters), twice in a row (the second time with
+    the minimax loss and the gradients the first step left behind), then over 40 steps of a toy problem against
+    the reference implementation.
+    """
+    gen = torch.Generator().manual_seed(85)
+    z_dim, x_dim, batch, lr_g, lr_d = 3, 2, 6, 0.3, 0.2
+    G, D = _LinearG(z_dim, x_dim, gen), _LinearD(x_dim, gen)
+    log: list = []
+    models = {"G": G, "D": D}
+    opt_G = _RecordingSGD(G.parameters(), lr_g, "G", log, models)
+    opt_D = _RecordingSGD(D.parameters(), lr_d, "D", log, models)
+    garbage = None
+    for call, minimax in ((1, False), (2, True)):
+        x = torch.randn(batch, x_dim, generator=gen) + torch.tensor([1.5, -0.5])
+        z_d, z_g = torch.randn(batch, z_dim, generator=gen), torch.randn(batch, z_dim, generator=gen)
+        if call == 1:                                                     # leftovers from "earlier code"
+            for p in (*G.parameters(), *D.parameters()):
+                p.grad = torch.full_like(p, 0.75)
+            garbage = [torch.full_like(p, 0.75, dtype=torch.float64) for p in G.parameters()]
+        else:
+            garbage = [None if p.grad is None else p.grad.detach().double().clone() for p in G.parameters()]
+            garbage = None if any(g is None for g in garbage) else garbage
+        A, c, w, b = (p.detach().double().clone() for p in (G.A, G.c, D.w, D.b))
+        ref = _closed_form_step(A, c, w, b, x.double(), z_d.double(), z_g.double(), lr_g, lr_d, minimax)
+        what = f"call {call}, with the {'minimax' if minimax else 'non-saturating'} g_loss"
+        log.clear()
+        d_val, g_val = _run_step(gan_step, G, D, opt_G, opt_D, x, z_d, z_g, _minimax if minimax else _non_saturating,
+                                 what)
+        players = [entry["player"] for entry in log]
+        if players != ["D", "G"]:
+            checks.fail(f"the optimizers stepped in the wrong pattern ({what})",
+                        "opt_D.step() once, then opt_G.step() once", f"steps in this order: {players or 'none'}",
+                        "one discriminator step first, then one generator step; use the optimizers passed in "
+                        "and step each exactly once")
+        at_d, at_g = log
+        if not _close(at_d["params"]["G"], [A, c]):
+            checks.fail(f"the generator moved during the discriminator step ({what})", "G unchanged until opt_G steps",
+                        "G's parameters changed", "the discriminator step must change D only")
+        if not _close(at_d["grads"], ref["g_D"]):
+            hint = ("the gradient still holds what was in .grad before the step: clear the discriminator's gradients "
+                    "(opt_D.zero_grad()) before its backward" if call == 1 and at_d["grads"][0] is not None and
+                    _close([g - 0.75 for g in at_d["grads"]], ref["g_D"]) else
+                    "the discriminator's loss is discriminator_loss(D(x_real), D(G(z_D))), on the current parameters")
+            checks.fail(f"the discriminator's gradient at its step is wrong ({what})",
+                        "the gradient of the discriminator loss alone", "something else", hint)
+        if not _close(at_g["params"]["D"], ref["new_D"]):
+            checks.fail(f"the discriminator is not where one step of opt_D puts it ({what})",
+                        "D after exactly one update", "other parameters", "step opt_D once, before the generator step")
+        if not _close(at_g["grads"], ref["g_G"]):
+            checks.fail(f"the generator's gradient at its step is wrong ({what})",
+                        "the gradient of g_loss(D(G(z_G))) with the updated D, alone", "something else",
+                        _grad_diagnosis(at_g["grads"], ref, garbage))
+        if not _close([p.detach().double() for p in D.parameters()], ref["new_D"]):
+            checks.fail(f"the discriminator moved during the generator step ({what})", "D unchanged by the G step",
+                        "D's parameters changed after opt_G.step()", "the generator step must change G only")
+        if not _close([p.detach().double() for p in G.parameters()], ref["new_G"]):
+            checks.fail(f"the generator is not where one step of opt_G puts it ({what})", "G after one update",
+                        "other parameters", "step opt_G exactly once")
+        for name, found, want in (("discriminator", d_val, ref["d_loss"]), ("generator", g_val, ref["g_loss"])):
+            if not _close([torch.tensor(found, dtype=torch.float64)], [torch.tensor(want, dtype=torch.float64)]):
+                checks.fail(f"the {name} loss returned is wrong ({what})", f"{want:.6f}", f"{found:.6f}",
+                            f"return the {name}'s loss as computed for its step, before the update")
+    _check_trajectory(gan_step)
+
+
+class _SmallD(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(1)
+
+
+def _reference_gan_step(G, D, opt_G, opt_D, x_real, z_D, z_G, g_loss):
+    d_loss = F.softplus(-D(x_real)).mean() + F.softplus(D(G(z_D).detach())).mean()
+    opt_D.zero_grad()
+    d_loss.backward()
+    opt_D.step()
+    loss = g_loss(D(G(z_G)))
+    opt_G.zero_grad()
+    loss.backward()
+    opt_G.step()
+    return d_loss.item(), loss.item()
+
+
+def _toy_run(gan_step, steps: int = 40, batch: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a, c) of G(z) = a z + c before and after `steps` calls of gan_step on data N(2, 0.5^2)."""
+    torch.manual_seed(86)
+    G, D = torch.nn.Linear(1, 1), _SmallD()
+    start = torch.cat([G.weight.detach().reshape(-1), G.bias.detach()]).double()
+    opt_G, opt_D = torch.optim.SGD(G.parameters(), lr=0.05), torch.optim.SGD(D.parameters(), lr=0.1)
+    g = torch.Generator().manual_seed(87)
+    for _ in range(steps):
+        x = 2.0 + 0.5 * torch.randn(batch, 1, generator=g)
+        z_d, z_g = torch.randn(batch, 1, generator=g), torch.randn(batch, 1, generator=g)
+        gan_step(G, D, opt_G, opt_D, x, z_d, z_g, _non_saturating)
+    return start, torch.cat([G.weight.detach().reshape(-1), G.bias.detach()]).double()
+
+
+def _check_trajectory(gan_step: Callable) -> None:
+    start, want = _toy_run(_reference_gan_step)
+    _, found = _toy_run(gan_step)
+    moved = float((want - start).norm())
+    if not torch.allclose(found, want, atol=1e-3 * max(moved, 1.0), rtol=1e-3):
+        checks.fail("after 40 steps on a 1-D toy problem (data N(2, 0.5^2), G(z) = a z + c) the generator is "
+                    "not where the reference update puts it",
+                    f"(a, c) = ({want[0]:.5f}, {want[1]:.5f})", f"({found[0]:.5f}, {found[1]:.5f})",
+                    "each call must be one complete, independent update: clear the gradients, step D then G, and "
+                    "leave both networks trainable for the next call")
