@@ -71,15 +71,17 @@ def _student_frame(tb) -> str:
 
 def exercise(exercise_id: str, title: str) -> Callable[[Callable], Callable]:
     """Decorate a check: it says "[passed] <title>" when it passes, "<exercise_id> is not done yet" on a stub,
-    turns any other error raised while checking into a CheckError, and leaves the caller's random states and
-    default dtype as they were (the check runs in float32 by default, on its own seeds)."""
+    turns any other error raised while checking into a CheckError, and leaves the caller's random states, default
+    dtype and thread count as they were (the check runs in float32 by default, on its own seeds, on one thread)."""
     def decorate(check: Callable) -> Callable:
         @functools.wraps(check)
         def run(*args, **kwargs) -> None:
             py_state, np_state, dtype = random.getstate(), np.random.get_state(), torch.get_default_dtype()
+            threads = torch.get_num_threads()
             try:
                 with torch.random.fork_rng(devices=[]):
                     torch.set_default_dtype(torch.float32)
+                    torch.set_num_threads(1)  # small problems: a second thread only waits (and is 10x slower on a busy machine)
                     check(*args, **kwargs)
             except CheckError:
                 raise
@@ -91,6 +93,7 @@ def exercise(exercise_id: str, title: str) -> Callable[[Callable], Callable]:
             except Exception as e:  # a wrong answer must reach the student as a CheckError, not a bare error
                 _raised(title, e)
             finally:
+                torch.set_num_threads(threads)
                 random.setstate(py_state)
                 np.random.set_state(np_state)
                 torch.set_default_dtype(dtype)

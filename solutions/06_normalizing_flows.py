@@ -24,6 +24,19 @@
 # Sampling is $z \sim p_Z$, $x = f(z)$; the likelihood is exact. Everything in this lecture and the next is
 # about building $f$ so that both the inverse and the determinant are cheap while $f$ stays flexible.
 #
+# **The convention of this course.** $f$ is always the *generative* map, latent to data, $x = f(z)$. A flow
+# trained on data is evaluated in the other direction, and its code says so by its method names:
+#
+# | method | computes | returns |
+# | --- | --- | --- |
+# | `forward(x)` | $z = f^{-1}(x)$: data to latent (density) | `(z, log_det)`, `log_det` $= \log\lvert\det \partial f^{-1}(x)/\partial x\rvert$ |
+# | `inverse(z)` | $x = f(z)$: latent to data (sampling) | `(x, log_det)`, `log_det` $= \log\lvert\det \partial f(z)/\partial z\rvert$ |
+#
+# so that `log_prob(x) = base.log_prob(z) + log_det` with `(z, log_det) = forward(x)`, exactly the formula above;
+# at a pair $x = f(z)$ the two log-dets are negatives of each other. One exception, and it says so where it
+# comes: the planar flows of section 4 serve variational inference, where only sampling is needed, and their
+# `forward` runs the generative direction $z_0 \to z_K$ (as in Rezende and Mohamed's paper).
+#
 # **Learning goals.** After this lecture you can
 # - derive the change of variables formula in 1-D and use a learned CDF as a flow that maps data to a uniform;
 # - explain why an invertible linear map scales volume by $|\det A|$, and check the general formula with
@@ -130,10 +143,12 @@ plt.show()
 # flow, as in Flow++, it is not.) Training maximizes $\sum_n \log F_\theta'(x_n)$. Sampling inverts $F_\theta$:
 # $u \sim \mathcal U(0, 1)$, $x = F_\theta^{-1}(u)$, found by bisection since $F_\theta$ is increasing.
 #
-# **Exercise 1 (the 1-D density of a CDF flow).** Write `mixture_cdf_forward(x, logits, mu, log_sigma)` returning
-# `(z, log_det)`: $z = F_\theta(x)$ and $\log_\text{det} = \log |dz/dx|$, both of shape `(N,)` for `x` of shape
-# `(N,)` and parameters of shape `(K,)`. Compute the log-derivative in log space (`torch.logsumexp`): far in the
-# tails every $\varphi$ underflows to zero in float32, and the log of a sum of zeros is $-\infty$.
+# **Exercise 1 (the 1-D density of a CDF flow).** Write `mixture_cdf_forward(x, logits, mu, log_sigma)`, the
+# flow's `forward` (data to latent), returning `(z, log_det)`: $z = F_\theta(x)$ and $\log_\text{det} = \log |dz/dx|$,
+# both of shape `(N,)` for `x` of shape `(N,)` and parameters of shape `(K,)`, all of one float dtype (float32 or
+# float64). Compute the log-derivative in log space (`torch.logsumexp`): far in the tails every $\varphi$
+# underflows to zero in float32, and the log of a sum of zeros is $-\infty$. Training maximizes `log_det`, so
+# keep it differentiable in `logits`, `mu` and `log_sigma` (torch operations only).
 
 # %% tags=["solution:ex1_cdf_flow"]
 def mixture_cdf_forward(x, logits, mu, log_sigma):
@@ -152,13 +167,15 @@ def mixture_cdf_forward(x, logits, mu, log_sigma):
 lecture06.check_cdf_flow(mixture_cdf_forward)
 
 # %% [markdown]
-# The flow as a module with the course's interface for flows: `forward(x) -> (z, log_det)` (data to the
-# uniform), `inverse(z) -> (x, log_det)` (here by bisection), and for the training loop `loss(x)`, the mean
-# negative log-likelihood, and `sample(n)`.
+# The flow as a module with the course's interface for flows. Its generative map is $x = f(u) = F_\theta^{-1}(u)$,
+# from the uniform latent to the data, so `forward(x)` computes $u = f^{-1}(x) = F_\theta(x)$ with
+# `log_det` $= \log|dF_\theta/dx|$ (exercise 1), and `inverse(u)` computes $x = F_\theta^{-1}(u)$ (here by bisection)
+# with `log_det` $= \log|dx/du| = -\log F_\theta'(x)$. For the training loop: `loss(x)`, the mean negative
+# log-likelihood, and `sample(n)`.
 
 # %%
 class MixtureCDFFlow(nn.Module):
-    """A 1-D flow x -> z = F(x) in (0, 1), F the CDF of a K-component Gaussian mixture."""
+    """A 1-D flow with x = f(u) = F^-1(u): forward x -> u = F(x) in (0, 1), F the CDF of a Gaussian mixture."""
 
     def __init__(self, K, init_mu):
         super().__init__()
@@ -166,7 +183,7 @@ class MixtureCDFFlow(nn.Module):
         self.mu = nn.Parameter(init_mu.clone().float())          # (K,)
         self.log_sigma = nn.Parameter(torch.zeros(K))
 
-    def forward(self, x):                                       # x (N,) -> z (N,), log|dz/dx| (N,)
+    def forward(self, x):                                       # x (N,) -> u = F(x) (N,), log|du/dx| (N,)
         return mixture_cdf_forward(x, self.logits, self.mu, self.log_sigma)
 
     def log_prob(self, x):                                      # log p_U(F(x)) + log F'(x), p_U = 1 on (0, 1)
@@ -175,26 +192,21 @@ class MixtureCDFFlow(nn.Module):
     def loss(self, x):
         return -self.log_prob(x).mean()
 
+    @torch.no_grad()
+    def inverse(self, u, iters=50):                             # u (N,) in (0, 1) -> x (N,), log|dx/du| (N,)
+        reach = 20 * self.log_sigma.exp().max()
+        lo = torch.full_like(u, float(self.mu.min() - reach))
+        hi = torch.full_like(u, float(self.mu.max() + reach))
+        for _ in range(iters):                                  # F is increasing: halve the bracket
+            mid = (lo + hi) / 2
+            too_small = self(mid)[0] < u
+            lo, hi = torch.where(too_small, mid, lo), torch.where(too_small, hi, mid)
+        x = (lo + hi) / 2
+        return x, -self(x)[1]                                   # dx/du = 1 / F'(x)
 
-@torch.no_grad()
-def cdf_flow_inverse(self, z, iters=50):                        # z (N,) in (0, 1) -> x (N,), log|dx/dz| (N,)
-    reach = 20 * self.log_sigma.exp().max()
-    lo = torch.full_like(z, float(self.mu.min() - reach))
-    hi = torch.full_like(z, float(self.mu.max() + reach))
-    for _ in range(iters):                                      # F is increasing: halve the bracket
-        mid = (lo + hi) / 2
-        too_small = self(mid)[0] < z
-        lo, hi = torch.where(too_small, mid, lo), torch.where(too_small, hi, mid)
-    x = (lo + hi) / 2
-    return x, -self(x)[1]                                       # dx/dz = 1 / F'(x)
+    def sample(self, n):
+        return self.inverse(torch.rand(n, device=self.mu.device))[0]
 
-
-def cdf_flow_sample(self, n):
-    return self.inverse(torch.rand(n, device=self.mu.device))[0]
-
-
-MixtureCDFFlow.inverse = cdf_flow_inverse
-MixtureCDFFlow.sample = cdf_flow_sample
 
 # %% [markdown]
 # Data from a known three-component mixture (so we know the best possible test NLL, the entropy of the
@@ -336,11 +348,12 @@ print("max |f^-1(f(z)) - z| =", float((net.f_inverse(net.f(z_net)) - z_net).abs(
 
 # %% [markdown]
 # **Exercise 2 (the general formula with an autograd Jacobian).** Write `log_prob_change_of_variables(x, f_inverse,
-# log_p_z)` returning $\log p_X(x)$ of shape `(N,)` for `x` of shape `(N, D)`, where `f_inverse` maps `(N, D)` to
-# `(N, D)` row by row and `log_p_z` maps `(N, D)` to `(N,)`. Get the Jacobian $\partial f^{-1}/\partial x$ with
-# autograd, e.g. `torch.autograd.functional.jacobian` (hint: since row $n$ of the output depends only on row
-# $n$ of the input, the Jacobian of `f_inverse(x).sum(0)` holds every per-row Jacobian at once), and its
-# log-absolute-determinant with `torch.linalg.slogdet`. Mind the sign of the determinant.
+# log_p_z)` returning $\log p_X(x)$ of shape `(N,)` for `x` of shape `(N, D)` (float32 or float64), where
+# `f_inverse` maps `(N, D)` to `(N, D)` row by row in the dtype of `x`, and `log_p_z` maps `(N, D)` to `(N,)`.
+# Get the Jacobian $\partial f^{-1}/\partial x$ with autograd, e.g. `torch.autograd.functional.jacobian` (hint:
+# since row $n$ of the output depends only on row $n$ of the input, the Jacobian of `f_inverse(x).sum(0)` holds
+# every per-row Jacobian at once), and its log-absolute-determinant with `torch.linalg.slogdet`. Mind the sign of
+# the determinant.
 
 # %% tags=["solution:ex2_change_of_variables"]
 def log_prob_change_of_variables(x, f_inverse, log_p_z):
@@ -425,11 +438,13 @@ plt.show()
 # Geometrically, the layer moves each point along the fixed direction $u$ by an amount that depends only on its
 # (signed) distance to the hyperplane $w^\top z + b = 0$: it contracts or expands space around that hyperplane.
 #
-# **Exercise 3 (a planar layer and its log-determinant).** Write `planar_forward(z, u, w, b)` returning
-# `(f(z), log_det)` with shapes `(N, D)` and `(N,)`, for `z` of shape `(N, D)`, `u` and `w` of shape `(D,)` and a
-# scalar tensor `b`. Use $h = \tanh$ (so $h' = 1 - \tanh^2$) and the determinant lemma, not a $D \times D$ matrix.
+# **Exercise 3 (a planar layer and its log-determinant).** Write `planar_forward(z, u, w, b)`, one layer in the
+# generative direction, returning `(f(z), log_det)` with `log_det` $= \log|\det \partial f/\partial z|$ and shapes
+# `(N, D)` and `(N,)`, for `z` of shape `(N, D)`, `u` and `w` of shape `(D,)` and a scalar tensor `b`, all of one
+# float dtype. Use $h = \tanh$ (so $h' = 1 - \tanh^2$) and the determinant lemma, not a $D \times D$ matrix.
 # Keep the absolute value: the check also tries a $u$ for which the layer is not invertible and $1 + u^\top\psi$
-# can be negative.
+# can be negative. The flow below trains $u$, $w$ and $b$ through both outputs: keep them differentiable, and
+# leave `z` as it is (no in-place update).
 
 # %% tags=["solution:ex3_planar_layer"]
 def planar_forward(z, u, w, b):
@@ -467,9 +482,10 @@ lecture06.check_planar_layer(planar_forward)
 # $w^\top u$ is already large. Inversion needs one 1-D root-find for $\alpha$ per layer; we will use it to draw
 # the exact density of $q$.
 #
-# **Exercise 4 (the invertibility constraint).** Write `constrain_u(u, w)` returning $\hat u$ (shape `(D,)`),
-# differentiable in both `u` and `w` (the optimizer trains the free $u$ through it). Use `F.softplus` for
-# $\log(1 + e^a)$, which does not overflow.
+# **Exercise 4 (the invertibility constraint).** Write `constrain_u(u, w)` returning $\hat u$ (shape `(D,)`, the
+# dtype of `u`), differentiable in both `u` and `w` (the optimizer trains the free $u$ through it), without
+# changing `u`. Use `F.softplus` for $\log(1 + e^a)$, which does not overflow (the naive formula gives $\infty$ in
+# float32 as soon as $a > 88$).
 
 # %% tags=["solution:ex4_constraint"]
 def constrain_u(u, w):
@@ -513,9 +529,12 @@ plt.show()
 #
 # The variational distribution $q_K$: a diagonal Gaussian $q_0 = \mathcal N(\mu_0, \operatorname{diag}\sigma_0^2)$
 # (learned too; with $K = 0$ it is plain Gaussian variational inference) followed by $K$ planar layers with
-# constrained $\hat u_k$. `forward(z0) -> (zK, log_det)` is the sampling direction, as in the paper;
-# `sample(n)` returns samples with their $\log q_K$; `inverse` undoes the layers one at a time by bisection on
-# $\alpha$, which the constraint makes possible.
+# constrained $\hat u_k$. Here, and only here, `forward(z0) -> (zK, log_det)` is the **generative** direction
+# $z_0 \to z_K$ with `log_det` $= \sum_k \log|\det \partial f_k/\partial z_{k-1}|$, as in the paper: variational
+# inference only ever samples, and the sign in $\log q_K(z_K) = \log q_0(z_0) - $ `log_det` follows from it.
+# `sample(n)` returns samples with their $\log q_K$; `inverse(x) -> (z0, log_det)` undoes the layers one at a
+# time by bisection on $\alpha$, which the constraint makes possible, with `log_det` $= \log|\det \partial z_0/\partial x|$,
+# so that $\log q_K(x) = \log q_0(z_0) + $ `log_det`, as in every other flow of the course.
 #
 # Initialization matters. A layer is the identity when $\hat u = 0$, which is *not* $u = 0$: then
 # $\hat u = (\log 2 - 1)\, w/\|w\|^2$ and $w^\top \hat u \approx -0.31$: each layer squeezes space along its $w$ by up
@@ -536,7 +555,7 @@ class PlanarFlowVI(nn.Module):
         self.u, self.w = nn.Parameter(u), nn.Parameter(w)       # free parameters; the layers use u_hat
         self.b = nn.Parameter(torch.zeros(K))
 
-    def forward(self, z0):                                      # z0 (N, D) -> zK (N, D), sum_k log|det| (N,)
+    def forward(self, z0):                                      # generative: z0 (N, D) -> zK, sum_k log|det df_k/dz| (N,)
         z, log_det = z0, z0.new_zeros(len(z0))
         for u, w, b in zip(self.u, self.w, self.b, strict=True):
             z, ld = planar_forward(z, constrain_u(u, w), w, b)
@@ -550,33 +569,28 @@ class PlanarFlowVI(nn.Module):
         zK, log_det = self(z0)
         return zK, log_q0 - log_det
 
+    @torch.no_grad()
+    def inverse(self, x, iters=40):                             # x (N, D) -> z0 (N, D), log|det dz0/dx| (N,)
+        z, log_det = x, x.new_zeros(len(x))
+        for u, w, b in reversed(list(zip(self.u, self.w, self.b, strict=True))):
+            u_hat = constrain_u(u, w)
+            target, wu = z @ w, w @ u_hat                          # solve alpha + wu tanh(alpha + b) = w^T x
+            lo, hi = target - wu.abs(), target + wu.abs()          # |tanh| < 1 brackets the root
+            for _ in range(iters):
+                mid = (lo + hi) / 2
+                too_small = mid + wu * torch.tanh(mid + b) < target
+                lo, hi = torch.where(too_small, mid, lo), torch.where(too_small, hi, mid)
+            z = z - torch.tanh((lo + hi) / 2 + b)[:, None] * u_hat   # undo the move along u_hat
+            log_det = log_det - planar_forward(z, u_hat, w, b)[1]
+        return z, log_det
+
+    def log_prob(self, x):                                      # log q_K(x) through the inverse, (N,)
+        z0, log_det = self.inverse(x)
+        eps = (z0 - self.mu0) / self.log_sigma0.exp()
+        return Normal(0.0, 1.0).log_prob(eps).sum(1) - self.log_sigma0.sum() + log_det
+
 
 # %%
-@torch.no_grad()
-def planar_flow_inverse(self, x, iters=40):                     # x (N, D) -> z0 (N, D), log|det dz0/dx| (N,)
-    z, log_det = x, x.new_zeros(len(x))
-    for u, w, b in reversed(list(zip(self.u, self.w, self.b, strict=True))):
-        u_hat = constrain_u(u, w)
-        target, wu = z @ w, w @ u_hat                          # solve alpha + wu tanh(alpha + b) = w^T x
-        lo, hi = target - wu.abs(), target + wu.abs()          # |tanh| < 1 brackets the root
-        for _ in range(iters):
-            mid = (lo + hi) / 2
-            too_small = mid + wu * torch.tanh(mid + b) < target
-            lo, hi = torch.where(too_small, mid, lo), torch.where(too_small, hi, mid)
-        z = z - torch.tanh((lo + hi) / 2 + b)[:, None] * u_hat   # undo the move along u_hat
-        log_det = log_det - planar_forward(z, u_hat, w, b)[1]
-    return z, log_det
-
-
-def planar_flow_log_prob(self, x):                              # log q_K(x) through the inverse, (N,)
-    z0, log_det = self.inverse(x)
-    eps = (z0 - self.mu0) / self.log_sigma0.exp()
-    return Normal(0.0, 1.0).log_prob(eps).sum(1) - self.log_sigma0.sum() + log_det
-
-
-PlanarFlowVI.inverse = planar_flow_inverse
-PlanarFlowVI.log_prob = planar_flow_log_prob
-
 _q = PlanarFlowVI(K=4).double()
 _z = torch.randn(6, 2, dtype=torch.float64)
 print("max |f^-1(f(z)) - z| through 4 random planar layers:",
@@ -666,8 +680,9 @@ plt.show()
 # there (try `anneal=1e-9`).
 #
 # Reverse KL stays mode seeking (lecture 04): a run that commits to one of U1's two arcs ends about $\log 2$
-# nats above the others. With the near-identity initialization above and the annealing this did not happen in
-# our runs; with $u$ and $w$ initialized near zero it happened in several of our 32-layer fits. Each fit is cached
+# nats above the others. The near-identity initialization above and the annealing are there to avoid it (the
+# figures below show whether each fit covers both arcs); with $u$ and $w$ initialized near zero, deep fits can
+# end in one arc. Each fit is cached
 # (`train_or_load`), keyed by target and depth.
 
 # %%
@@ -776,6 +791,34 @@ def show_fit(target="U1", K=DEPTHS[-1]):
 widgets.interactive_plot(show_fit, target=list(ENERGIES), K=list(DEPTHS))
 
 # %% [markdown]
+# What the layers do, one at a time: samples $z_0 \sim q_0$ carried through the deepest fit of U1 in the
+# generative direction, $z_k = f_k(z_{k-1})$, shown after a few of its layers. Each layer pushes the cloud along
+# its own $\hat u_k$, by an amount set by the side of its hyperplane the point is on; colour follows each sample
+# from start to end, so you can see which part of $q_0$ ends on which arc.
+
+# %%
+@torch.no_grad()
+def planar_trajectory(q, n=2000, seed=0):                         # [z_0, z_1, ..., z_K], each (n, 2)
+    gen = torch.Generator().manual_seed(seed)
+    z = q.mu0 + q.log_sigma0.exp() * torch.randn(n, 2, generator=gen).to(q.mu0.device)
+    path = [z]
+    for u, w, b in zip(q.u, q.w, q.b, strict=True):
+        z, _ = planar_forward(z, constrain_u(u, w), w, b)
+        path.append(z)
+    return [p.cpu() for p in path]
+
+
+K_last = DEPTHS[-1]
+path = planar_trajectory(flows["U1", K_last])
+shown = sorted({0, 1, K_last // 4, K_last // 2, K_last})
+fig, axes = plt.subplots(1, len(shown), figsize=(3 * len(shown), 3))
+for ax, k in zip(axes, shown, strict=True):
+    ax.scatter(*path[k].T, c=path[0][:, 0], cmap="coolwarm", s=2)
+    ax.set(xlim=(-LIM, LIM), ylim=(-LIM, LIM), aspect="equal", title=f"U1: after {k} of {K_last} layers")
+    ax.set_axis_off()
+plt.show()
+
+# %% [markdown]
 # ## 5. Flexibility versus the cost of the Jacobian
 #
 # A flow layer is a compromise between two costs. A general invertible $D \to D$ map is as flexible as it gets,
@@ -863,14 +906,14 @@ print(f"whole notebook: {time.perf_counter() - T0:.0f} s in {MODE} mode")
 
 # %% [markdown]
 # **Discussion.** Measured in standard mode (6000 steps per fit): from $K = 0$ to $K = 32$ the KL drops from
-# 1.5 to 3.2 nats (the best Gaussian) to between 0.002 and 0.02 nats on all four targets, and it falls at every
-# added depth on all four (e.g. U4: 1.48, 0.81, 0.30, 0.019 nats for $K$ = 0, 2, 8, 32). That is not guaranteed
-# by a single run: $q_K$ can copy any $q_{K'}$ with $K' < K$ by making the extra layers the identity
-# ($\hat u = 0$), so the *best* KL can only fall with depth, but a fit can get stuck in a crumpled local optimum.
-# With half as many steps (3000) the 8-layer fit of U2 ended above the 2-layer one (0.24 against 0.21 nats), and
-# the 2-layer fits come out differently from run length to run length (U4: 0.38 at 3000 steps, 0.81 at 6000): shallow
-# planar flows have many poor optima. Look at the
-# figure. The line printed above counts the targets where every added depth helped. Our numbers are not
+# 1.5<!-- r:planar_kl_u4_k0 --> to 3.2<!-- r:planar_kl_u1_k0 --> nats (the best Gaussian) to between
+# 0.002<!-- r:planar_kl_u2_k32 --> and 0.02<!-- r:planar_kl_u4_k32 --> nats on all four targets, and it falls at
+# every added depth on all four (e.g. U4: 1.48<!-- r:planar_kl_u4_k0 -->, 0.81<!-- r:planar_kl_u4_k2 -->,
+# 0.30<!-- r:planar_kl_u4_k8 -->, 0.019<!-- r:planar_kl_u4_k32 --> nats for $K$ = 0, 2, 8, 32). That is not
+# guaranteed by a single run: $q_K$ can copy any $q_{K'}$ with $K' < K$ by making the extra layers the identity
+# ($\hat u = 0$), so the *best* KL can only fall with depth, but a fit can get stuck in a crumpled local optimum:
+# with fewer steps, a deeper fit can end above a shallower one, and the 2-layer fits change noticeably with the
+# run length (try `VI_STEPS = 3000`): shallow planar flows have many poor optima. Look at the figure. The line printed above counts the targets where every added depth helped. Our numbers are not
 # directly comparable with the paper's: the soft wall makes U2 to U4 proper densities, our $q_0$ is a learned
 # diagonal Gaussian, and we train for a few thousand Adam steps rather than the paper's 500 000 RMSprop
 # updates (the `full` mode trains longer and deeper).

@@ -10,12 +10,24 @@
 # %% [markdown]
 # # Lecture 07 — Flow architectures
 #
-# Lecture 06 gave the change-of-variables formula: an invertible map $f$ from data $x$ to a latent $z = f(x)$
-# with a simple base density $p_Z$ gives
+# Lecture 06 set up a flow as a **generative map** $x = f(z)$, from a latent $z$ with a simple base density
+# $p_Z$ to the data $x$, with $f$ invertible, and gave its exact density by the change of variables:
 #
-# $$\log p_X(x) = \log p_Z(f(x)) + \log \left|\det \frac{\partial f(x)}{\partial x}\right| .$$
+# $$\log p_X(x) = \log p_Z\big(f^{-1}(x)\big) + \log \left|\det \frac{\partial f^{-1}(x)}{\partial x}\right| .$$
 #
-# It also showed the catch: a general $D \times D$ determinant costs $O(D^3)$. This lecture builds the
+# Training needs the direction data $\to$ latent, $z = f^{-1}(x)$, with its log-determinant; sampling needs the
+# direction latent $\to$ data, $x = f(z)$. The code of both lectures names them the same way:
+#
+# | method | computes | returns |
+# | --- | --- | --- |
+# | `forward(x)` | $z = f^{-1}(x)$: data to latent (density, training) | `(z, log_det)`, `log_det` $= \log\lvert\det \partial f^{-1}(x)/\partial x\rvert$ |
+# | `inverse(z)` | $x = f(z)$: latent to data (sampling) | `(x, log_det)`, `log_det` $= \log\lvert\det \partial f(z)/\partial z\rvert$ |
+#
+# so that `log_prob(x) = base.log_prob(z) + log_det` with `(z, log_det) = forward(x)`, and at a matching pair
+# $x = f(z)$ the two log-dets are negatives of each other. (Lecture 06's planar flows for variational inference
+# are the one exception, and say so: they only sample, and their `forward` runs the generative direction.)
+#
+# Lecture 06 also showed the catch: a general $D \times D$ determinant costs $O(D^3)$. This lecture builds the
 # architectures that make the determinant cheap *and* keep the map expressive.
 #
 # **Learning goals**
@@ -49,21 +61,24 @@ T0 = time.perf_counter()
 # %% [markdown]
 # ## 1. Composition and triangular Jacobians
 #
-# Flows compose. If $x = h_0 \to h_1 \to \dots \to h_K = z$ with invertible steps $h_k = f_k(h_{k-1})$, the
-# chain rule makes the Jacobian a product and the log-determinant a **sum**:
+# Flows compose. Write the generative map as layers, $x = f(z) = f_1 \circ f_2 \circ \dots \circ f_K(z)$, and run it
+# backwards from the data: $h_0 = x$, $h_k = f_k^{-1}(h_{k-1})$, ..., $h_K = z$. The chain rule makes the
+# Jacobian of $f^{-1}$ a product and its log-determinant a **sum**:
 #
-# $$\log p_X(x) = \log p_Z(z) + \sum_{k=1}^{K} \log\left|\det \frac{\partial h_k}{\partial h_{k-1}}\right| .$$
+# $$\log p_X(x) = \log p_Z(z) + \sum_{k=1}^{K} \log\left|\det \frac{\partial f_k^{-1}(h_{k-1})}{\partial h_{k-1}}\right| ,
+# \qquad \frac{\partial f_k^{-1}(h_{k-1})}{\partial h_{k-1}} = \frac{\partial h_k}{\partial h_{k-1}} .$$
 #
-# So each layer only has to return its output and its own log-determinant: the interface
-# `forward(x) -> (z, log_det)` and `inverse(z) -> (x, log_det)`, where the inverse returns
-# $\log|\det \partial x / \partial z| = -\log|\det \partial z / \partial x|$.
+# So each layer only has to return its output and its own log-determinant: layer $k$'s `forward` computes
+# $h_k = f_k^{-1}(h_{k-1})$ with $\log|\det \partial h_k/\partial h_{k-1}|$, and its `inverse` computes
+# $h_{k-1} = f_k(h_k)$ with $\log|\det \partial h_{k-1}/\partial h_k| = -\log|\det \partial h_k/\partial h_{k-1}|$.
 #
 # The determinant is cheap when the Jacobian is **triangular**: then it is the product of the diagonal,
 # $O(D)$ instead of $O(D^3)$. Both families of this lecture get a triangular Jacobian from the same idea:
 # output $i$ may depend on inputs that come "before" it, and on input $i$ itself only through an invertible
 # scalar map.
 #
-# The class below is the composition; the base density is a standard normal.
+# The class below is the composition, with the likelihood-model interface (`loss(x)`, `sample(n)`) on top of the
+# flow interface; the base density is a standard normal.
 
 # %%
 def std_normal_log_prob(z):
@@ -73,116 +88,128 @@ def std_normal_log_prob(z):
 
 
 class Flow(nn.Module):
-    """x = h_0 -> h_1 -> ... -> h_K = z through `layers`; log p(x) = log N(z) + sum of the layers' log-dets."""
+    """x = f(z) with f = f_1 o ... o f_K: forward runs the layers' forward passes (f^-1, data to latent) in order,
+    inverse their inverses (f, latent to data) in reverse order; the log-dets add."""
 
     def __init__(self, layers, event_shape):
         super().__init__()
         self.layers = nn.ModuleList(layers)
         self.event_shape = tuple(event_shape)
 
-    def forward(self, x):
+    def forward(self, x):                                                 # z = f^-1(x), log|det df^-1/dx| (B,)
         log_det = x.new_zeros(len(x))
         for layer in self.layers:
             x, ld = layer(x)
             log_det = log_det + ld
         return x, log_det
 
-    def inverse(self, z):
+    def inverse(self, z):                                                 # x = f(z), log|det df/dz| (B,)
         log_det = z.new_zeros(len(z))
         for layer in reversed(self.layers):
             z, ld = layer.inverse(z)
             log_det = log_det + ld
         return z, log_det
 
+    def log_prob(self, x):                                                # log p_Z(f^-1(x)) + log|det df^-1/dx|
+        z, log_det = self(x)
+        return std_normal_log_prob(z) + log_det                           # (B,)
 
-# %% [markdown]
-# The likelihood-model interface (`loss(x)`, `sample(n)`) on top of the flow interface:
+    def loss(self, x):                                                    # the likelihood-model interface
+        return -self.log_prob(x).mean()                                   # nats per example
 
-# %%
-def log_prob(self, x):
-    z, log_det = self(x)
-    return std_normal_log_prob(z) + log_det                               # (B,)
+    @torch.no_grad()
+    def sample(self, n, temperature=1.0, generator=None):
+        device = next(self.parameters()).device
+        z = temperature * torch.randn(n, *self.event_shape, generator=generator).to(device)
+        return self.inverse(z)[0]                                         # x = f(z)
 
-
-def loss(self, x):
-    return -self.log_prob(x).mean()                                       # nats per example
-
-
-@torch.no_grad()
-def sample(self, n, temperature=1.0, generator=None):
-    device = next(self.parameters()).device
-    z = temperature * torch.randn(n, *self.event_shape, generator=generator).to(device)
-    return self.inverse(z)[0]
-
-
-Flow.log_prob, Flow.loss, Flow.sample = log_prob, loss, sample
 
 # %% [markdown]
 # ## 2. NICE and RealNVP: coupling layers
 #
-# A **coupling layer** splits the input with a binary mask $b$: the entries with $b = 1$ pass through unchanged
+# A **coupling layer** splits its input with a binary mask $b$: the entries with $b = 1$ pass through unchanged
 # and condition an invertible elementwise map of the others. NICE (Dinh et al., 2014) used an additive shift;
-# RealNVP (Dinh et al., 2017) an affine one:
+# RealNVP (Dinh et al., 2017) an affine one. For one layer, call its input on the data side $x$ and its output
+# on the latent side $z$. Its `forward`, $z = f^{-1}(x)$, is
 #
-# $$y = b \odot x + (1 - b) \odot \big(x \odot e^{s(b \odot x)} + t(b \odot x)\big),$$
+# $$z = b \odot x + (1 - b) \odot \big(x \odot e^{s(b \odot x)} + t(b \odot x)\big),$$
 #
-# with $s, t$ arbitrary networks (the *conditioner*). Ordering the entries with $b = 1$ first, the Jacobian is
+# with $s, t$ arbitrary networks of $b \odot x$ (the *conditioner*). Ordering the entries with $b = 1$ first, its
+# Jacobian is block triangular,
 #
-# $$\frac{\partial y}{\partial x} = \begin{pmatrix} I & 0 \\ \ast & \operatorname{diag}(e^{s}) \end{pmatrix},
-# \qquad \log\left|\det \frac{\partial y}{\partial x}\right| = \sum_{i:\, b_i = 0} s_i(b \odot x),$$
+# $$\frac{\partial f^{-1}(x)}{\partial x} = \frac{\partial z}{\partial x} = \begin{pmatrix} I & 0 \\ \ast & \operatorname{diag}(e^{s}) \end{pmatrix},
+# \qquad \log\left|\det \frac{\partial f^{-1}(x)}{\partial x}\right| = \sum_{i:\, b_i = 0} s_i(b \odot x),$$
 #
-# and the inverse is just as cheap, because $b \odot y = b \odot x$ gives back the conditioner's input:
+# and its `inverse`, the generative direction $x = f(z)$, is just as cheap, because $b \odot z = b \odot x$ gives
+# back the conditioner's input:
 #
-# $$x = b \odot y + (1 - b) \odot \big(y - t(b \odot y)\big) \odot e^{-s(b \odot y)} .$$
+# $$x = b \odot z + (1 - b) \odot \big(z - t(b \odot z)\big) \odot e^{-s(b \odot z)}, \qquad
+# \log\left|\det \frac{\partial f(z)}{\partial z}\right| = -\sum_{i:\, b_i = 0} s_i(b \odot z).$$
 #
-# The networks $s, t$ are never inverted, so they can be anything. One layer leaves half the entries alone, so
-# the masks **alternate** ($b$, then $1 - b$) from layer to layer.
+# (The RealNVP paper writes the layer in the same data-to-latent direction.) The networks $s, t$ are never
+# inverted, so they can be anything. One layer leaves half the entries alone, so the masks **alternate**
+# ($b$, then $1 - b$) from layer to layer.
 #
 # ### Exercise 1: the affine coupling layer
-# Write `coupling_forward(x, mask, conditioner)` returning $(y, \log|\det \partial y/\partial x|)$ and
-# `coupling_inverse(y, mask, conditioner)` returning $(x, \log|\det \partial x/\partial y|)$. The conditioner
-# maps $b \odot x$ to $(s, t)$, each of the shape of `x`; `mask` broadcasts against `x`, which may be
-# $(B, D)$ or $(B, C, H, W)$; the log-determinants have shape $(B,)$. Only the entries with $b = 0$ count in
-# the log-determinant. The check tests $f^{-1}(f(x)) = x$ and compares your log-determinants with `slogdet`
-# of the autograd Jacobian.
+# Write the `forward` and `inverse` methods of `AffineCoupling`, a whole RealNVP coupling layer under the
+# convention of the table above. Given, in `__init__`: the mask $b$ (`self.mask`, 0/1, of the shape of one input
+# without its batch dimension: $(D,)$ for vectors $x$ of shape $(B, D)$, $(C, H, W)$ for images $(B, C, H, W)$)
+# and the conditioner `self.conditioner`, a network that maps $b \odot x$ to $(s, t)$, each of the shape of $x$.
+# The conditioner does not know the mask: its $s$ and $t$ are in general nonzero where $b = 1$ too, and only the
+# entries with $b = 0$ may use them.
+# - `forward(x)` returns `(z, log_det)`: $z = f^{-1}(x)$ as above, of the shape of $x$, and
+#   `log_det` $= \log|\det \partial f^{-1}(x)/\partial x|$ of shape $(B,)$, one number per sample.
+# - `inverse(z)` returns `(x, log_det)`: $x = f(z)$, and `log_det` $= \log|\det \partial f(z)/\partial z|$, $(B,)$.
+#
+# Any float dtype may come in. Keep the log-determinant a sum of logs: on a $28 \times 28$ image in float32 the
+# product of the scales $e^{s_i}$ can exceed $10^{38}$. Do not modify the input in place, and keep everything
+# differentiable: the lecture trains the conditioner through both outputs of `forward`. The check tests the
+# properties, not the code: `inverse(forward(x))` $= x$ and `forward(inverse(z))` $= z$; both log-dets against
+# `slogdet` of the autograd Jacobian in float64; the entries with $b = 1$ passed through; and 30 Adam steps on
+# the NLL of a fixed 2-D batch, with a three-layer flow built from your class, lowering it as much as a correct
+# layer does. Every RealNVP of this lecture, in 2-D and on MNIST, is then built from your class.
 
 # %% tags=["solution:ex1_coupling"]
-def coupling_forward(x, mask, conditioner):
-    """y = b x + (1 - b)(x exp(s) + t) with (s, t) = conditioner(b x); returns (y, log_det), log_det (B,)."""
-    ### BEGIN SOLUTION
-    s, t = conditioner(mask * x)
-    s, t = (1 - mask) * s, (1 - mask) * t                                 # only the transformed entries
-    y = mask * x + (1 - mask) * (x * s.exp() + t)
-    return y, s.flatten(1).sum(1)
-    ### END SOLUTION
+class AffineCoupling(nn.Module):
+    """RealNVP affine coupling (Dinh et al., 2017): forward z = f^-1(x), inverse x = f(z); x (B, D) or (B, C, H, W)."""
 
+    def __init__(self, mask, conditioner):
+        super().__init__()
+        self.register_buffer("mask", mask.float().contiguous())           # b, of x.shape[1:]; its own memory
+        self.conditioner = conditioner                                    # b * x -> (s, t), each of x's shape
 
-def coupling_inverse(y, mask, conditioner):
-    """x = b y + (1 - b)(y - t) exp(-s) with (s, t) = conditioner(b y); returns (x, log_det), log_det (B,)."""
-    ### BEGIN SOLUTION
-    s, t = conditioner(mask * y)
-    s, t = (1 - mask) * s, (1 - mask) * t
-    x = mask * y + (1 - mask) * (y - t) * torch.exp(-s)
-    return x, -s.flatten(1).sum(1)
-    ### END SOLUTION
+    def forward(self, x):
+        """z = b x + (1 - b)(x exp(s) + t) with (s, t) = conditioner(b x); returns (z, log|det dz/dx|), (B,)."""
+        ### BEGIN SOLUTION
+        s, t = self.conditioner(self.mask * x)
+        s, t = (1 - self.mask) * s, (1 - self.mask) * t                   # only the transformed entries
+        z = self.mask * x + (1 - self.mask) * (x * s.exp() + t)
+        return z, s.flatten(1).sum(1)
+        ### END SOLUTION
+
+    def inverse(self, z):
+        """x = b z + (1 - b)(z - t) exp(-s) with (s, t) = conditioner(b z); returns (x, log|det dx/dz|), (B,)."""
+        ### BEGIN SOLUTION
+        s, t = self.conditioner(self.mask * z)                            # b z = b x: the same (s, t)
+        s, t = (1 - self.mask) * s, (1 - self.mask) * t
+        x = self.mask * z + (1 - self.mask) * (z - t) * torch.exp(-s)
+        return x, -s.flatten(1).sum(1)
+        ### END SOLUTION
 
 
 # %% tags=["check:ex1_coupling"]
-lecture07.check_coupling(coupling_forward, coupling_inverse)
+lecture07.check_coupling(AffineCoupling)
 
 # %% [markdown]
-# The layer as a module. The conditioner is a small MLP; its last layer starts at zero so that every coupling
-# starts as the identity, and $s$ is squashed by $\tanh$ with a learned scale so that $e^{s}$ cannot explode
-# early in training.
+# The conditioner for vectors is a small MLP; its last layer starts at zero so that every coupling starts as the
+# identity, and $s$ is squashed by $\tanh$ with a learned scale so that $e^{s}$ cannot explode early in training.
 
 # %%
-class AffineCoupling(nn.Module):
-    """RealNVP affine coupling on vectors (B, D) with a fixed binary mask and an MLP conditioner."""
+class MLPConditioner(nn.Module):
+    """(s, t) = net(b x) for vectors (B, D): an MLP with a zero last layer and s = scale * tanh(.)."""
 
-    def __init__(self, mask, hidden=64, n_hidden=2):
+    def __init__(self, d, hidden=64, n_hidden=2):
         super().__init__()
-        d = mask.numel()
-        self.register_buffer("mask", mask.float())
         sizes = [d] + [hidden] * n_hidden
         body = [m for a, b in zip(sizes[:-1], sizes[1:], strict=True) for m in (nn.Linear(a, b), nn.ReLU())]
         self.net = nn.Sequential(*body, nn.Linear(hidden, 2 * d))
@@ -190,15 +217,9 @@ class AffineCoupling(nn.Module):
         nn.init.zeros_(self.net[-1].bias)
         self.s_scale = nn.Parameter(torch.ones(d))
 
-    def conditioner(self, x_masked):                                      # (B, D) -> s, t: (B, D) each
+    def forward(self, x_masked):                                          # (B, D) -> s, t: (B, D) each
         s, t = self.net(x_masked).chunk(2, dim=1)
         return self.s_scale * torch.tanh(s), t
-
-    def forward(self, x):
-        return coupling_forward(x, self.mask, self.conditioner)
-
-    def inverse(self, y):
-        return coupling_inverse(y, self.mask, self.conditioner)
 
 
 # %% [markdown]
@@ -209,9 +230,9 @@ class AffineCoupling(nn.Module):
 # %%
 torch.manual_seed(1)
 b = torch.tensor([1.0, 0, 1, 0, 1, 0])
-layers = [AffineCoupling(b, hidden=16), AffineCoupling(1 - b, hidden=16)]
+layers = [AffineCoupling(b, MLPConditioner(6, hidden=16)), AffineCoupling(1 - b, MLPConditioner(6, hidden=16))]
 for layer in layers:                                                     # random, non-identity couplings
-    nn.init.normal_(layer.net[-1].weight, std=0.5)
+    nn.init.normal_(layer.conditioner.net[-1].weight, std=0.5)
 two = Flow(layers, event_shape=(6,))
 x0 = torch.randn(6)
 fig, axes = plt.subplots(1, 3, figsize=(10, 3.2))
@@ -243,7 +264,8 @@ toy_data = {name: {split: toy.toy_2d(name, n, seed=seed) for split, n, seed in
 
 def real_nvp_2d(depth=8, hidden=64):
     masks = [torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])]
-    return Flow([AffineCoupling(masks[k % 2], hidden) for k in range(depth)], event_shape=(2,)).to(device)
+    return Flow([AffineCoupling(masks[k % 2], MLPConditioner(2, hidden)) for k in range(depth)],
+                event_shape=(2,)).to(device)
 
 
 # %%
@@ -251,7 +273,7 @@ nvp2d, hist2d = {}, {}
 for name, data in toy_data.items():
     torch.manual_seed(0)
     nvp2d[name] = real_nvp_2d()
-    hist2d[name] = train_or_load(nvp2d[name], LECTURE, f"realnvp_{name}", lambda m=nvp2d[name], d=data: fit(
+    hist2d[name] = train_or_load(nvp2d[name], LECTURE, f"realnvp_{name}_2d", lambda m=nvp2d[name], d=data: fit(
         m, d["train"], d["val"], epochs=TOY_EPOCHS, batch_size=512, lr=2e-3, progress=False))
     print(f"{name}: val NLL {hist2d[name]['val_loss'][-1]:.3f} nats after {len(hist2d[name]['val_loss'])} epochs")
 
@@ -278,8 +300,8 @@ plt.tight_layout()
 # %% [markdown]
 # ### Layer by layer: how the flow warps space
 #
-# Read the flow backwards: start from the Gaussian $z = h_K$ and apply the inverse layers one at a time,
-# $h_{k-1} = f_k^{-1}(h_k)$. After $d$ inverse layers, $h_{K-d}$ has the density
+# Watch the generative direction: start from the Gaussian $z = h_K$ and apply the layers' inverses one at a
+# time, $h_{k-1} = f_k(h_k)$. After $d$ of them, $h_{K-d}$ has the density
 # $\log p(h_{K-d}) = \log \mathcal N(z) + \sum_{k > K-d} \log|\det \partial h_k/\partial h_{k-1}|$, computed by
 # running only the last $d$ forward layers. Below, each depth shows that density and where a square grid of
 # $z$ has been carried. Precomputed here, so the slider only selects.
@@ -397,8 +419,10 @@ ax.legend()
 # ### Exercise 2: bits per dimension through the logit
 # Write `bits_per_dim(log_p_y, x, alpha)`: from the flow's log-density $\log p_Y(y)$ (shape $(B,)$, nats) of
 # $y = \operatorname{logit}(\alpha + (1 - 2\alpha)x)$ and the dequantized images $x$ (shape $(B, \dots)$,
-# values in $(0, 1)$), return the bits per dimension of each image on the 8-bit scale, shape $(B,)$.
-# The check uses a model that is uniform on $(0,1)^D$ (exactly 8 bits/dim) and a Beta(2, 2) model.
+# values in $(0, 1)$; float32 or float64, $D$ up to $784$), return the bits per dimension of each image on the
+# 8-bit scale, shape $(B,)$. Keep the Jacobian in log space (a sum of $D$ logs: the product of 784 factors
+# $dy/dx \ge 4$ overflows even float64), and leave `x` as it is. The check uses a model that is uniform on
+# $(0,1)^D$ (exactly 8 bits/dim) and a Beta(2, 2) model.
 
 # %% tags=["solution:ex2_bits_per_dim"]
 def bits_per_dim(log_p_y, x, alpha):
@@ -418,16 +442,15 @@ lecture07.check_bits_per_dim(bits_per_dim)
 # %% [markdown]
 # ## 4. RealNVP on dequantized MNIST
 #
-# The data: the 60000 training images, dequantized afresh each time a batch is drawn; the 2000 test images,
-# dequantized once with a fixed seed. Dequantization is written here (device-agnostic: the noise is drawn
-# where the batch lives).
+# The data: the training images, dequantized afresh each time a batch is drawn; the course's test set
+# (`mnist.test_split`, the same images in every lecture of a mode), dequantized once with a fixed seed.
+# Dequantization is written here (device-agnostic: the noise is drawn where the batch lives).
 
 # %%
 N_TRAIN = budget(smoke=256, standard=60000, full=60000)
-N_TEST = budget(smoke=100, standard=2000, full=2000)
 train_images, _ = mnist.load_mnist("train", n=N_TRAIN)                   # uint8 (N, 28, 28)
-test_images, _ = mnist.load_mnist("test", n=N_TEST)
-x_test = mnist.dequantize(test_images, generator=torch.Generator().manual_seed(0))   # (N_TEST, 1, 28, 28)
+test_images, _ = mnist.test_split(smoke=100)                             # uint8, the mode's test set
+x_test = mnist.dequantize(test_images, generator=torch.Generator().manual_seed(0))   # (N_test, 1, 28, 28)
 
 
 def dequantize(k):
@@ -453,10 +476,12 @@ def unlogit(y):
 # but it ignores that neighbouring pixels are alike; the RealNVP paper instead uses convolutional conditioners
 # and two kinds of masks: a **checkerboard** over pixels, and a **channel** split after a *squeeze* that
 # turns each $2\times2$ block of pixels into 4 channels ($1{\times}28{\times}28 \to 4{\times}14{\times}14$,
-# a permutation, log-det 0). Each coupling is preceded by an **ActNorm** layer (Glow, Kingma & Dhariwal 2018):
-# a learned elementwise affine map $h \mapsto (h + b)\, e^{\ell}$ with log-det $\sum \ell$, initialized from
-# the first batch so that its output has zero mean and unit variance. The coupling itself is the function of
-# exercise 1; only the conditioner changes.
+# a permutation, log-det 0). Each coupling is preceded by an **ActNorm** layer (after Glow, Kingma & Dhariwal
+# 2018): a learned elementwise affine map $h \mapsto (h + \beta)\, e^{\ell}$ with log-det $\sum \ell$, initialized
+# from the first batch so that its output has zero mean and unit variance. Glow's ActNorm has one $\beta$ and one
+# $\ell$ per *channel*; ours has one per entry (784 of each at $1 \times 28 \times 28$), a choice that suits a
+# one-channel image whose border pixels are almost constant. The coupling layer is your `AffineCoupling` of
+# exercise 1; only the conditioner is convolutional.
 
 # %%
 class ActNorm(nn.Module):
@@ -495,13 +520,11 @@ class Squeeze(nn.Module):
 
 
 # %%
-class ConvCoupling(nn.Module):
-    """RealNVP affine coupling on images (B, C, H, W), mask (C, H, W), with a small convolutional conditioner."""
+class ConvConditioner(nn.Module):
+    """(s, t) = net(b x) for images (B, C, H, W): a small convolutional network, zero last layer, s = scale * tanh."""
 
-    def __init__(self, mask, hidden=64):
+    def __init__(self, c, hidden=64):
         super().__init__()
-        c = mask.shape[0]
-        self.register_buffer("mask", mask.float().contiguous())           # its own memory, not an expand view
         self.net = nn.Sequential(nn.Conv2d(c, hidden, 3, padding=1), nn.ReLU(),
                                  nn.Conv2d(hidden, hidden, 1), nn.ReLU(),
                                  nn.Conv2d(hidden, 2 * c, 3, padding=1))
@@ -509,11 +532,9 @@ class ConvCoupling(nn.Module):
         nn.init.zeros_(self.net[-1].bias)
         self.s_scale = nn.Parameter(torch.ones(c, 1, 1))
 
-    def conditioner(self, x_masked):                                      # (B, C, H, W) -> s, t
+    def forward(self, x_masked):                                          # (B, C, H, W) -> s, t
         s, t = self.net(x_masked).chunk(2, dim=1)
         return self.s_scale * torch.tanh(s), t
-
-    forward, inverse = AffineCoupling.forward, AffineCoupling.inverse
 
 
 def checkerboard(c, h, w, parity):
@@ -544,11 +565,11 @@ class ImageFlow(Flow):
 def real_nvp_mnist(n_28=4, n_14=4, hidden=32):
     layers = []
     for k in range(n_28):
-        layers += [ActNorm((1, 28, 28)), ConvCoupling(checkerboard(1, 28, 28, k % 2), hidden)]
+        layers += [ActNorm((1, 28, 28)), AffineCoupling(checkerboard(1, 28, 28, k % 2), ConvConditioner(1, hidden))]
     layers.append(Squeeze())
     for k in range(n_14):
         mask = channel_mask(4, 14, 14, k % 2) if k % 4 < 2 else checkerboard(4, 14, 14, k % 2)
-        layers += [ActNorm((4, 14, 14)), ConvCoupling(mask, hidden)]
+        layers += [ActNorm((4, 14, 14)), AffineCoupling(mask, ConvConditioner(4, hidden))]
     return ImageFlow(layers, event_shape=(4, 14, 14)).to(device)
 
 
@@ -563,7 +584,7 @@ with torch.no_grad():                                                     # ActN
 
 # %%
 MNIST_EPOCHS = budget(smoke=1, standard=2, full=30)
-mnist_history = train_or_load(nvp_mnist, LECTURE, "realnvp_mnist", lambda: fit(
+mnist_history = train_or_load(nvp_mnist, LECTURE, "realnvp_mnist_conv", lambda: fit(
     nvp_mnist, train_images, epochs=MNIST_EPOCHS, batch_size=64, lr=1e-3, transform=dequantize,
     clip_grad=100.0, progress=False))
 
@@ -619,7 +640,8 @@ plot.image_grid(frames_mnist.cpu(), nrow=10, title="interpolations between test 
 # inputs $x_{<i}$. Give input $j$ the degree $j$ ($1..D$), each hidden unit a degree $m(k) \in \{1, \dots, D-1\}$,
 # and allow a connection when the degree does not decrease (hidden layers: $m^{l}(k) \ge m^{l-1}(k')$) and,
 # into the outputs, when it strictly increases ($d > m^{L}(k)$). Then every path from $x_j$ to output $i$ has
-# $j < i$. Here a MADE outputs two numbers per dimension, $\mu_i$ and $\alpha_i$.
+# $j < i$. Here a MADE outputs two numbers per dimension, $\mu_i$ and $\alpha_i$ (a log-scale; not the
+# $\alpha = w^\top z$ of lecture 06's planar layer).
 
 # %%
 class MaskedLinear(nn.Linear):
@@ -656,10 +678,11 @@ class MADE(nn.Module):
 #
 # A **Gaussian autoregressive model** $p(x) = \prod_i \mathcal N\big(x_i;\, \mu_i(x_{<i}),\, e^{2\alpha_i(x_{<i})}\big)$
 # is already a flow. Its sampler draws $z_i \sim \mathcal N(0, 1)$ and sets $x_i = \mu_i + e^{\alpha_i} z_i$,
-# one coordinate after another: a deterministic, invertible map $z \mapsto x$. Its inverse,
+# one coordinate after another: a deterministic, invertible generative map $x = f(z)$. Its inverse, the layer's
+# `forward`,
 #
-# $$z_i = (x_i - \mu_i(x_{<i}))\, e^{-\alpha_i(x_{<i})}, \qquad
-# \log\left|\det\frac{\partial z}{\partial x}\right| = -\sum_i \alpha_i(x_{<i}),$$
+# $$z_i = f^{-1}(x)_i = (x_i - \mu_i(x_{<i}))\, e^{-\alpha_i(x_{<i})}, \qquad
+# \log\left|\det\frac{\partial f^{-1}(x)}{\partial x}\right| = -\sum_i \alpha_i(x_{<i}),$$
 #
 # has a lower-triangular Jacobian and needs **one** MADE pass, because all of $x$ is known. The masked
 # autoregressive flow (**MAF**, Papamakarios et al., 2017) stacks such layers, reversing the order of the
@@ -667,11 +690,12 @@ class MADE(nn.Module):
 # $x_{<i}$, so $D$ passes.
 #
 # ### Exercise 3: MAF's sequential inverse
-# Write `maf_inverse(z, made)` returning $(x, \log|\det \partial x/\partial z|)$ for
-# $x_i = z_i\, e^{\alpha_i(x_{<i})} + \mu_i(x_{<i})$, where `made(x)` returns `(mu, alpha)`, each $(B, D)$, with
-# entry $i$ depending on $x_{<i}$ only. Hint: starting from any $x$, one MADE pass makes $x_1$ right; the next
-# pass, fed with that, makes $x_2$ right too; ... $D$ passes in all. Avoid in-place writes into a tensor that
-# the MADE has already seen (autograd needs it unchanged).
+# Write `maf_inverse(z, made)`, the layer's `inverse`: it returns $(x, \log|\det \partial f(z)/\partial z|)$ for
+# $x = f(z)$, $x_i = z_i\, e^{\alpha_i(x_{<i})} + \mu_i(x_{<i})$, where `made(x)` returns `(mu, alpha)`, each
+# $(B, D)$, with entry $i$ depending on $x_{<i}$ only; `z` is $(B, D)$ in any float dtype, `x` has its shape and
+# the log-det is $(B,)$. Hint: starting from any $x$, one MADE pass makes $x_1$ right; the next pass, fed with
+# that, makes $x_2$ right too; ... $D$ passes in all. Do not modify `z` in place, and avoid in-place writes into
+# a tensor that the MADE has already seen (autograd needs it unchanged).
 
 # %% tags=["solution:ex3_maf_inverse"]
 def maf_inverse(z, made):
@@ -692,9 +716,11 @@ lecture07.check_maf_inverse(maf_inverse)
 # ### IAF: a MAF used backwards
 #
 # The inverse autoregressive flow (**IAF**, Kingma et al., 2016) swaps the roles: the MADE reads the **noise**,
-# $x_i = (z_i - \mu_i(z_{<i}))\, e^{-\alpha_i(z_{<i})}$. Sampling is one pass (all of $z$ is known); the density
-# of a given $x$ needs $z$, which must be recovered one coordinate at a time. In code it is exactly a MAF layer
-# with `forward` and `inverse` exchanged, so `maf_inverse` computes the IAF's density direction.
+# and the generative map is $x = f(z)$ with $x_i = (z_i - \mu_i(z_{<i}))\, e^{-\alpha_i(z_{<i})}$. Sampling is one
+# pass (all of $z$ is known); the density of a given $x$ needs $z = f^{-1}(x)$, which must be recovered one
+# coordinate at a time. In code it is exactly a MAF layer with `forward` and `inverse` exchanged, so
+# `maf_inverse` computes the IAF's density direction, and its log-det, $\sum_i \alpha_i(z_{<i})$, is then
+# $\log|\det \partial f^{-1}(x)/\partial x|$, as an IAF layer's `forward` must return.
 
 # %%
 class MAFLayer(nn.Module):
@@ -704,11 +730,11 @@ class MAFLayer(nn.Module):
         super().__init__()
         self.made = MADE(d, hidden, n_hidden)
 
-    def forward(self, x):
+    def forward(self, x):                                                 # z = f^-1(x), log|det df^-1/dx|
         mu, alpha = self.made(x)
         return (x - mu) * torch.exp(-alpha), -alpha.sum(1)
 
-    def inverse(self, z):
+    def inverse(self, z):                                                 # x = f(z), log|det df/dz|
         return maf_inverse(z, self.made)
 
 
@@ -805,6 +831,9 @@ for d in DIMS:
 fig, ax = plt.subplots(figsize=(5.5, 3.8))
 for (key, values), style in zip(timing.items(), ("C0-o", "C0--s", "C1-o", "C1--s"), strict=True):
     ax.loglog(DIMS, values, style, label=key)
+for slope, style in ((1, "k:"), (2, "k-.")):                            # reference lines through the last point
+    ax.loglog(DIMS, [timing["MAF sampling"][-1] * (d / DIMS[-1]) ** slope for d in DIMS], style, lw=0.8,
+              label=f"slope {slope}")
 ax.set(xlabel="dimension D", ylabel="seconds per batch of 100", title="MAF vs IAF cost")
 ax.legend()
 density_ratio = timing["MAF density"][-1] / timing["IAF density"][-1]
@@ -812,8 +841,9 @@ sampling_ratio = timing["MAF sampling"][-1] / timing["IAF sampling"][-1]
 print(f"D = {DIMS[-1]}: MAF/IAF density time {density_ratio:.4f}, MAF/IAF sampling time {sampling_ratio:.1f}")
 
 # %% [markdown]
-# The sequential direction grows linearly with $D$ (one MADE pass per coordinate); the parallel one is flat
-# until the matrix products themselves grow. MAF is the right choice for training on data (density of
+# The sequential direction needs $D$ MADE passes, and each pass itself costs more as $D$ grows (its masked
+# matrix products are $O(DH)$), so its time grows faster than linearly once the products dominate, about like
+# $D^2$; the parallel direction is one pass, flat until those products grow. MAF is the right choice for training on data (density of
 # data points, cheap); IAF for drawing many samples or as a variational posterior (sampling, and the density
 # of its *own* samples, which is cheap too because $z$ is known).
 
@@ -835,8 +865,9 @@ print(f"D = {DIMS[-1]}: MAF/IAF density time {density_ratio:.4f}, MAF/IAF sampli
 # ### Exercise 4: the distillation objective
 # Write `distillation_kl(student, teacher, z)`: the Monte Carlo estimate (a scalar, the mean over the batch)
 # of $\mathrm{KL}(q_\text{student} \,\|\, p_\text{teacher})$ from the noise `z` $(B, D)$, with
-# `student.inverse(z) -> (x, log|det dx/dz|)` and `teacher.log_prob(x) -> (B,)`. Its gradient must reach the
-# student's parameters through the samples (the reparameterization of lecture 05).
+# `student.inverse(z) -> (x, log|det dx/dz|)` (the generative direction, $x = f(z)$) and
+# `teacher.log_prob(x) -> (B,)`. Use exactly the given `z` (draw no noise of your own), and let the gradient reach
+# the student's parameters through the samples (the reparameterization of lecture 05).
 
 # %% tags=["solution:ex4_distillation_kl"]
 def distillation_kl(student, teacher, z):
@@ -941,14 +972,19 @@ record(LECTURE, "distillation_kl", kl_final, "nats", n_data=N_KL, wall_time_s=el
 # - L. Dinh, D. Krueger, Y. Bengio. *NICE: Non-linear Independent Components Estimation.* 2014.
 #   [arXiv:1410.8516](https://arxiv.org/abs/1410.8516)
 # - L. Dinh, J. Sohl-Dickstein, S. Bengio. *Density estimation using Real NVP.* ICLR 2017.
-#   [arXiv:1605.08803](https://arxiv.org/abs/1605.08803) (MNIST bits/dim 1.06 with a multiscale model,
-#   as reported in later work)
+#   [arXiv:1605.08803](https://arxiv.org/abs/1605.08803) (the paper reports no MNIST number; see FFJORD below)
 # - D. P. Kingma, P. Dhariwal. *Glow: Generative Flow with Invertible 1x1 Convolutions.* 2018.
-#   [arXiv:1807.03039](https://arxiv.org/abs/1807.03039) (ActNorm; MNIST 1.05 bits/dim)
+#   [arXiv:1807.03039](https://arxiv.org/abs/1807.03039) (ActNorm, per channel)
 # - M. Germain, K. Gregor, I. Murray, H. Larochelle. *MADE: Masked Autoencoder for Distribution Estimation.*
 #   ICML 2015. [arXiv:1502.03509](https://arxiv.org/abs/1502.03509)
 # - G. Papamakarios, T. Pavlakou, I. Murray. *Masked Autoregressive Flow for Density Estimation.* NeurIPS 2017.
-#   [arXiv:1705.07057](https://arxiv.org/abs/1705.07057) (MLP flows on flattened MNIST: about 1.9 bits/dim)
+#   [arXiv:1705.07057](https://arxiv.org/abs/1705.07057) (MLP flows on flattened MNIST, reported as
+#   log-likelihoods in logit space)
+# - W. Grathwohl, R. T. Q. Chen, J. Bettencourt, I. Sutskever, D. Duvenaud. *FFJORD: Free-form Continuous
+#   Dynamics for Scalable Reversible Generative Models.* ICLR 2019. [arXiv:1810.01367](https://arxiv.org/abs/1810.01367)
+#   (Table 2 gathers MNIST test bits/dim on uniformly dequantized 8-bit MNIST with the whole 10,000-image test
+#   set: multiscale RealNVP 1.06, Glow 1.05, MAF 1.89; our standard-mode number uses a much smaller model,
+#   2 epochs and the first 2000 test images)
 # - D. P. Kingma, T. Salimans, R. Jozefowicz, X. Chen, I. Sutskever, M. Welling. *Improved Variational
 #   Inference with Inverse Autoregressive Flow.* NeurIPS 2016. [arXiv:1606.04934](https://arxiv.org/abs/1606.04934)
 # - A. van den Oord et al. *Parallel WaveNet: Fast High-Fidelity Speech Synthesis.* ICML 2018.
