@@ -71,6 +71,14 @@ TARGETS: dict[tuple[str, str], tuple[str, str, str]] = {
     ("13_noise_conditional_score_networks", "pf_ode_mode_weight_error"): ("<= 0.03", "<= 0.02",
                                                                           "same marginals as the SDE"),
     ("13_noise_conditional_score_networks", "ncsn_mnist_fid"): ("", "", FID),
+    ("13_noise_conditional_score_networks", "fid_floor"): ("", "", FLOOR),
+    ("13_noise_conditional_score_networks", "ncsn_mnist_confident_fraction"): ("", "", CONFIDENT),
+    ("13_noise_conditional_score_networks", "vp_reverse_sde_mode_weight_error"): (
+        "", "", "reverse VP SDE from N(0, I); same marginals as the VE SDE (Song et al. 2021)"),
+    ("13_noise_conditional_score_networks", "pf_ode_test_nll"): (
+        "", "", "exact -log p_sigma_L is true_test_nll; the gap estimates KL(p_data || p_theta)"),
+    ("13_noise_conditional_score_networks", "pf_ode_exact_score_max_error"): (
+        "<= 0.1", "<= 0.1", "instantaneous change of variables (Chen et al. 2018), exact divergence"),
     ("14_evaluation", "classifier_test_accuracy"): (">= 0.99", ">= 0.99", "the course classifier, 2000 test images"),
     ("14_evaluation", "fid_test_train"): ("< fid_noise_0_1", "< fid_noise_0_1", FID),
     ("14_evaluation", "parzen_memorizer_loglik"): ("", "", "225 (Parzen estimate of a GAN, Goodfellow et al. 2014)"),
