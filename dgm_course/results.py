@@ -62,6 +62,8 @@ TARGETS: dict[tuple[str, str], tuple[str, str, str]] = {
     ("10_energy_based_models", "cd_ebm_kl"): ("<= 0.02", "<= 0.01", "nats; contrastive divergence, course data"),
     ("10_energy_based_models", "cd_planted_mode_mass"): ("> ml_planted_mode_mass", "> ml_planted_mode_mass",
                                                          "CD leaves a spurious mode that ML removes"),
+    ("10_energy_based_models", "pcd_planted_mode_mass"): ("< cd_planted_mode_mass", "< cd_planted_mode_mass",
+                                                          "persistent chains reach the planted mode (Tieleman 2008)"),
     ("11_training_energy_based_models", "nce_logz_error"): ("<= 0.05", "<= 0.05", "nats, against the exact log Z"),
     ("11_training_energy_based_models", "mnist_ebm_energy_gap"): ("> 0", "> 0", "noise energy above digits' energy"),
     ("12_score_based_models", "dsm_score_error"): ("", "", "against the analytic score of the mixture"),

@@ -27,16 +27,18 @@
 #
 # **Learning goals.** After this lecture you can
 # - sample an EBM with **Langevin dynamics**, explain why it only needs the **score** $\nabla_x \log p_\theta =
-#   \nabla_x f_\theta$ (no $Z$), and predict the bias of the unadjusted sampler from its step size;
+#   \nabla_x f_\theta$ (no $Z$), derive its stability limit on a Gaussian, and predict the bias of the unadjusted
+#   sampler from its step size;
 # - derive **score matching** from the Fisher divergence by integration by parts, check the identity on
 #   Gaussians, and train an EBM with the exact Hessian trace computed by autograd;
 # - train an EBM by **noise-contrastive estimation**, a logistic classifier against a known noise density, and
 #   see the learned $\log Z$ land on the exact one;
 # - train an EBM on MNIST with short-run Langevin sampling and a replay buffer, and read its energies.
 #
-# **Builds on.** Lecture 10 (EBMs, $Z$ on a grid, Metropolis–Hastings, contrastive divergence), lecture 04
-# (Gaussian mixtures fitted by EM: our noise distribution) and lecture 08 (a classifier between data and
-# something else as a training signal). Lecture 12 turns the score of section 2 into the model itself.
+# **Builds on.** Lecture 10 (EBMs, $Z$ on a grid, Metropolis–Hastings, contrastive and persistent contrastive
+# divergence), lecture 04 (Gaussian mixtures fitted by EM: our noise distribution) and lecture 08 (a classifier
+# between data and something else as a training signal). Lecture 12 turns the score of section 2 into the model
+# itself.
 #
 # **Plan.** 1 The score and Langevin dynamics (exercise 1). 2 Fisher divergence and score matching
 # (exercise 2). 3 Noise-contrastive estimation (exercise 3). 4 An EBM on MNIST. Then results, summary and
@@ -146,27 +148,29 @@ plt.show()
 #
 # The **Langevin diffusion** $dx_t = \nabla_x \log p(x_t)\,dt + \sqrt 2\, dW_t$ has $p$ as its stationary
 # distribution: the drift pushes uphill, the noise spreads out, and at $p$ the two balance. Discretized with a
-# step size $\varepsilon$ (Euler–Maruyama), it becomes the **unadjusted Langevin algorithm (ULA)**:
+# step size $\eta$ (Euler–Maruyama over a time $\eta$), it becomes the **unadjusted Langevin algorithm (ULA)**.
 #
-# $$x_{t+1} = x_t + \varepsilon\, \nabla_x \log p(x_t) + \sqrt{2\varepsilon}\; z_t, \qquad z_t \sim
-# \mathcal N(0, I).$$
+# > **The Langevin step (the convention of lectures 11, 12 and 13).** With step size $\eta > 0$,
+# > $$x_{t+1} = x_t + \eta\, \nabla_x \log p(x_t) + \sqrt{2\eta}\; \xi_t, \qquad \xi_t \sim \mathcal N(0, I).$$
+# > In code the step size is `step`. (Some papers write $\frac{\alpha}{2}\nabla \log p + \sqrt{\alpha}\,\xi$: that is
+# > the same update with $\alpha = 2\eta$.)
 #
 # Compared with lecture 10's Metropolis–Hastings with a random-walk proposal, the proposal is *informed*: it moves
 # towards higher density, which matters in high dimension. "Unadjusted" means there is no accept/reject step, so
-# for $\varepsilon > 0$ the chain samples a slightly wrong distribution; as $\varepsilon \to 0$ (and the number
-# of steps $\to \infty$) the error vanishes.
+# for $\eta > 0$ the chain samples a slightly wrong distribution; as $\eta \to 0$ (and the number of steps
+# $\to \infty$) the error vanishes.
 #
-# **Exercise 1 (a Langevin step).** Write `langevin_step(x, score, step_size)` returning
-# $x + \varepsilon\, s(x) + \sqrt{2\varepsilon}\,z$ for a batch `x` of any shape, `score` a function mapping `x` to a
-# tensor of the same shape, and fresh noise $z \sim \mathcal N(0, I)$ of the shape of `x` (`torch.randn_like`).
-# Do not modify `x` in place.
+# **Exercise 1 (a Langevin step).** Write `langevin_step(x, score, step)` returning
+# $x + \eta\, s(x) + \sqrt{2\eta}\,\xi$ (with $\eta$ = `step`) for a batch `x` of any shape, `score` a function
+# mapping `x` to a tensor of the same shape, and fresh noise $\xi \sim \mathcal N(0, I)$ of the shape of `x`, one
+# independent standard normal per entry, new at every call (`torch.randn_like`). Do not modify `x` in place.
 
 # %% tags=["solution:ex1_langevin_step"]
-def langevin_step(x, score, step_size):
-    """One step of unadjusted Langevin dynamics: x + eps * score(x) + sqrt(2 eps) * z, z ~ N(0, I)."""
+def langevin_step(x, score, step):
+    """One step of unadjusted Langevin dynamics: x + step * score(x) + sqrt(2 step) * xi, xi ~ N(0, I)."""
     ### BEGIN SOLUTION
-    z = torch.randn_like(x)
-    return x + step_size * score(x) + math.sqrt(2 * step_size) * z
+    xi = torch.randn_like(x)
+    return x + step * score(x) + math.sqrt(2 * step) * xi
     ### END SOLUTION
 
 
@@ -174,29 +178,42 @@ def langevin_step(x, score, step_size):
 lecture11.check_langevin_step(langevin_step)
 
 # %% [markdown]
-# ### The bias of the unadjusted sampler, exactly
+# ### Stability and bias of the unadjusted sampler, exactly
 #
 # On a 1-D Gaussian $\mathcal N(0, \sigma^2)$ the score is $-x/\sigma^2$, and one step is linear:
-# $x' = (1 - \varepsilon/\sigma^2)\,x + \sqrt{2\varepsilon}\,z$. Its stationary variance $v$ solves
-# $v = (1 - \varepsilon/\sigma^2)^2 v + 2\varepsilon$:
 #
-# $$v = \frac{\sigma^2}{1 - \varepsilon / (2\sigma^2)} > \sigma^2,$$
+# $$x' = a\,x + \sqrt{2\eta}\,\xi, \qquad a = 1 - \frac{\eta}{\sigma^2}.$$
 #
-# too wide by a factor that grows with $\varepsilon$; for $\varepsilon \ge 2\sigma^2$ the chain diverges. Adding
+# **Stability.** After $t$ steps the start is remembered through $a^t x_0$, and the variance obeys
+# $v_{t+1} = a^2 v_t + 2\eta$. Both settle only if $|a| < 1$, that is $-1 < 1 - \eta/\sigma^2 < 1$:
+#
+# $$0 < \eta < 2\sigma^2 .$$
+#
+# At $\eta = 2\sigma^2$ the factor is $a = -1$: the chain is reflected through the mean at every step, never pulled
+# in, while each step adds noise of variance $2\eta$; beyond it, $|a| > 1$ and the chain diverges geometrically.
+# For $\eta$ between $\sigma^2$ and $2\sigma^2$ the factor is negative (the chain overshoots the mean at every step)
+# but still contracting. In several dimensions the same holds along each principal axis of a Gaussian, so the
+# **narrowest** direction, the smallest variance $\sigma_\text{min}^2$, sets the limit $\eta < 2\sigma_\text{min}^2$.
+#
+# **Bias.** For a stable step the stationary variance $v$ solves $v = a^2 v + 2\eta$:
+#
+# $$v = \frac{2\eta}{1 - (1 - \eta/\sigma^2)^2} = \frac{\sigma^2}{1 - \eta / (2\sigma^2)} > \sigma^2,$$
+#
+# too wide by a factor that grows with $\eta$, and infinite at the limit $\eta = 2\sigma^2$. Adding
 # lecture 10's Metropolis–Hastings correction, with the Langevin move as the proposal
-# $q(x' \mid x) = \mathcal N(x'; x + \varepsilon s(x), 2\varepsilon I)$, removes the bias exactly
+# $q(x' \mid x) = \mathcal N(x'; x + \eta\, s(x), 2\eta I)$, removes the bias exactly
 # (**MALA**, the Metropolis-adjusted Langevin algorithm): accept with probability
 # $\min\big(1, \frac{p(x')\, q(x \mid x')}{p(x)\, q(x' \mid x)}\big)$. Note that the ratio $p(x')/p(x)$ needs no
 # $Z$ either.
 
 # %%
-def mala_step(x, log_p, step_size):
+def mala_step(x, log_p, step):
     """Langevin proposal plus a Metropolis-Hastings accept/reject: exact stationary distribution p."""
-    def log_q(x_to, x_from):                                   # log N(x_to; x_from + eps s(x_from), 2 eps), up to const
-        mean = x_from + step_size * score_of(log_p, x_from)
-        return -((x_to - mean) ** 2).flatten(1).sum(1) / (4 * step_size)
+    def log_q(x_to, x_from):                                   # log N(x_to; x_from + step s(x_from), 2 step), up to const
+        mean = x_from + step * score_of(log_p, x_from)
+        return -((x_to - mean) ** 2).flatten(1).sum(1) / (4 * step)
 
-    x_new = langevin_step(x, lambda v: score_of(log_p, v), step_size)
+    x_new = langevin_step(x, lambda v: score_of(log_p, v), step)
     with torch.no_grad():
         log_ratio = log_p(x_new) - log_p(x)
     log_alpha = log_ratio + log_q(x, x_new) - log_q(x_new, x)             # (N,)
@@ -209,34 +226,38 @@ def gauss_log_p(x):                                             # N(0, 1) in 1-D
     return -0.5 * (x**2).sum(1)
 
 
-STEP_SIZES_1D = [0.05, 0.2, 0.5, 1.0, 1.5]
+STEPS_1D = [0.05, 0.2, 0.5, 1.0, 1.5]                         # sigma^2 = 1: stable for step < 2
 var_ula, var_mala, acc_mala = [], [], []
-for eps in STEP_SIZES_1D:
+for step in STEPS_1D:
     x_ula = x_mala = torch.randn(CHAINS * 5, 1, **CPU64)        # start at the target: only the bias moves them
     for _ in range(200):
-        x_ula = langevin_step(x_ula, lambda v: score_of(gauss_log_p, v), eps)
-        x_mala, acc = mala_step(x_mala, gauss_log_p, eps)
+        x_ula = langevin_step(x_ula, lambda v: score_of(gauss_log_p, v), step)
+        x_mala, acc = mala_step(x_mala, gauss_log_p, step)
     var_ula.append(float(x_ula.var()))
     var_mala.append(float(x_mala.var()))
     acc_mala.append(float(acc))
-    print(f"eps = {eps:4.2f}: ULA variance {var_ula[-1]:.3f} (formula {1 / (1 - eps / 2):.3f}),  "
+    print(f"step = {step:4.2f}: ULA variance {var_ula[-1]:.3f} (formula {1 / (1 - step / 2):.3f}),  "
           f"MALA variance {var_mala[-1]:.3f}, acceptance {acc_mala[-1]:.2f}")
 
 # %%
-eps_line = np.linspace(0.01, 1.6, 100)
+step_line = np.linspace(0.01, 1.6, 100)
 fig, ax = plt.subplots(figsize=(5.5, 3.5))
-ax.plot(eps_line, 1 / (1 - eps_line / 2), "k", lw=1, label="ULA, exact: σ² / (1 − ε / 2σ²)")
-ax.plot(STEP_SIZES_1D, var_ula, "o", label="ULA, 200 steps")
-ax.plot(STEP_SIZES_1D, var_mala, "s", label="MALA (with accept/reject)")
+ax.plot(step_line, 1 / (1 - step_line / 2), "k", lw=1, label="ULA, exact: σ² / (1 − η / 2σ²)")
+ax.plot(STEPS_1D, var_ula, "o", label="ULA, 200 steps")
+ax.plot(STEPS_1D, var_mala, "s", label="MALA (with accept/reject)")
 ax.axhline(1, color="C2", ls="--", lw=1, label="target σ² = 1")
-ax.set(xlabel="step size ε", ylabel="variance of the chains", title="unadjusted Langevin is biased", ylim=(0.8, 4.5))
+ax.axvline(2, color="C3", ls=":", lw=1, label="stability limit η = 2σ²")
+ax.set(xlabel="step size η", ylabel="variance of the chains", title="unadjusted Langevin is biased", ylim=(0.8, 4.5),
+       xlim=(0, 2.1))
 ax.legend(fontsize=8)
 plt.show()
 
 # %% [markdown]
 # The unadjusted chain is too wide, as predicted, and the correction costs rejections: MALA's acceptance rate
-# falls as $\varepsilon$ grows. In practice (section 4 and lectures 12–13) people use ULA with a small step and
-# accept the bias, because in high dimension the acceptance rate of MALA at a useful step size is tiny.
+# falls as $\eta$ grows. In practice (section 4 and lectures 12–13) people often use ULA with a small step and
+# accept the bias. MALA's correction is not free in high dimension: to keep a reasonable acceptance rate (about 57%
+# at the optimal scaling) its step must shrink like $D^{-1/3}$ (Roberts and Rosenthal, 1998), so each step moves
+# less, and the short chains of section 4, which are far from stationary anyway, gain little from being exact.
 #
 # ### Langevin on the 2-D density
 #
@@ -245,43 +266,43 @@ plt.show()
 # [\log p]$: zero for exact samples, positive when the chains sit where $p$ is lower (too spread out, or still
 # on their way in from the broad start). A small step is accurate but slow: after 10 or 30 steps the chains
 # have barely moved. A large one arrives fast but stays too wide across the narrow direction of each mode
-# (standard deviation 0.22), and beyond $\varepsilon = 2 \cdot 0.22^2 \approx 0.1$ it would diverge. At every
-# step count, the best step size is a compromise between the two errors.
+# (standard deviation 0.22): by the stability limit above, beyond $\eta = 2 \cdot 0.22^2 \approx 0.1$ it would
+# diverge. At every step count, the best step size is a compromise between the two errors.
 
 # %%
-def langevin_chains(score, x0, step_size, keep):
+def langevin_chains(score, x0, step, keep):
     """Run ULA from x0 and return {t: samples after t steps} for t in keep."""
     x, out = x0, {0: x0}
     for t in range(1, max(keep) + 1):
-        x = langevin_step(x, score, step_size)
+        x = langevin_step(x, score, step)
         if t in keep:
             out[t] = x
     return out
 
 
-STEP_SIZES_2D = [0.001, 0.003, 0.01, 0.03, 0.06]
+STEPS_2D = [0.001, 0.003, 0.01, 0.03, 0.06]
 x0_2d = 2.0 * torch.randn(CHAINS, 2, **CPU64)
-chains_2d = {eps: langevin_chains(lambda v: score_of(truth.log_prob, v), x0_2d, eps, SNAPSHOTS)
-             for eps in STEP_SIZES_2D}
+chains_2d = {step: langevin_chains(lambda v: score_of(truth.log_prob, v), x0_2d, step, SNAPSHOTS)
+             for step in STEPS_2D}
 true_mean_log_p = float(truth.log_prob(x_test.double()).mean())         # -entropy of p
-gap_2d = {(eps, t): true_mean_log_p - float(truth.log_prob(x).mean()) for eps, snaps in chains_2d.items()
+gap_2d = {(step, t): true_mean_log_p - float(truth.log_prob(x).mean()) for step, snaps in chains_2d.items()
           for t, x in snaps.items()}
 print("E_p[log p] - E_chains[log p] in nats (0 for exact samples; > 0: chains too spread out or not yet mixed)")
-print("steps:     " + "".join(f"{t:>8d}" for t in SNAPSHOTS))
-for eps in STEP_SIZES_2D:
-    print(f"eps={eps:<6}" + "".join(f"{gap_2d[eps, t]:8.3f}" for t in SNAPSHOTS))
+print("steps:      " + "".join(f"{t:>8d}" for t in SNAPSHOTS))
+for step in STEPS_2D:
+    print(f"step={step:<6}" + "".join(f"{gap_2d[step, t]:8.3f}" for t in SNAPSHOTS))
 
 
 # %%
-def show_langevin(step_size=0.01, steps=SNAPSHOTS[-1]):
-    x = chains_2d[step_size][steps]
+def show_langevin(step=0.01, steps=SNAPSHOTS[-1]):
+    x = chains_2d[step][steps]
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
     plot.density_2d(lambda v: truth.log_prob(v.double()), ax=axes[0], lim=LIM, n=120, title="target p(x)")
-    plot.scatter_2d(x, ax=axes[1], lim=LIM, s=2, title=f"ε = {step_size}, {steps} steps: gap {gap_2d[step_size, steps]:.3f} nats")
+    plot.scatter_2d(x, ax=axes[1], lim=LIM, s=2, title=f"η = {step}, {steps} steps: gap {gap_2d[step, steps]:.3f} nats")
     plt.show()
 
 
-widgets.interactive_plot(show_langevin, step_size=STEP_SIZES_2D, steps=SNAPSHOTS)
+widgets.interactive_plot(show_langevin, step=STEPS_2D, steps=SNAPSHOTS)
 
 # %% [markdown]
 # ## 2. Fisher divergence and score matching
@@ -408,7 +429,8 @@ def fisher_divergence(f, x):                                    # 0.5 E |grad f 
 
 
 def log_Z_on_grid(f, lim=LIM + 2, n=GRID_N):
-    """log integral of exp f over [-lim, lim]^2 by the midpoint rule, accumulated in float64 on the CPU."""
+    """log integral of exp f over [-lim, lim]^2 by a Riemann sum on an n x n grid that includes the edges of the box
+    (exact enough: exp f vanishes there), accumulated in float64 on the CPU."""
     axis = torch.linspace(-lim, lim, n)
     pts = torch.cartesian_prod(axis, axis)                      # (n*n, 2)
     with torch.no_grad():
@@ -632,6 +654,11 @@ with torch.no_grad():
 print(f"{'noise':28s} {'|c - log Z|':>12s} {'test NLL':>9s}")
 print(f"{'3 Gaussians fitted by EM':28s} {nce_logz_error:12.4f} {nce_test_nll:9.4f}")
 print(f"{'one broad Gaussian':28s} {broad_logz_error:12.4f} {broad_test_nll:9.4f}   (truth: {true_test_nll:.4f})")
+
+# %% [markdown]
+# Compare the two rows: with the broad noise the learned normalization is further from the exact one and the fit
+# is worse, though on this easy 2-D problem both still work. The gap widens quickly as the noise moves away from
+# the data or the dimension grows.
 #
 # ## 4. An EBM on MNIST
 #
@@ -646,8 +673,10 @@ print(f"{'one broad Gaussian':28s} {broad_logz_error:12.4f} {broad_test_nll:9.4f
 # - chains start from a **replay buffer** of earlier samples (95%) or fresh uniform noise (5%), run $K = 20$
 #   Langevin steps, and go back into the buffer: persistent chains, so that 20 steps per update add up to long runs;
 # - the step follows common practice rather than the textbook: a gradient step $\alpha = 10$ with noise of standard
-#   deviation $0.01$. In the form of exercise 1 that is Langevin on $p_\theta^{1/T} \propto \exp(f_\theta / T)$ with
-#   $\varepsilon = 0.01^2/2$ and temperature $T = \varepsilon / \alpha = 5 \cdot 10^{-6}$: close to gradient ascent on
+#   deviation $0.01$, $x \leftarrow x + \alpha \nabla_x f_\theta(x) + 0.01\,\xi$. In the form of exercise 1 that is
+#   Langevin on $p_\theta^{1/T} \propto \exp(f_\theta / T)$, whose score is $\nabla_x f_\theta / T$, with step
+#   $\eta = 0.01^2/2$ (so that $\sqrt{2\eta} = 0.01$) and temperature $T = \eta / \alpha = 5 \cdot 10^{-6}$ (so that
+#   $\eta / T = \alpha$): close to gradient ascent on
 #   $f_\theta$ with a little noise. Samples are therefore *not* from $p_\theta$; the model learns to make these
 #   short, cold chains end on digits (Nijkamp et al. make this view precise);
 # - a small penalty $\lambda\,(f_\theta(x)^2 + f_\theta(x')^2)$, $\lambda = 0.1$, keeps the energies near zero.
@@ -657,7 +686,7 @@ print(f"{'one broad Gaussian':28s} {broad_logz_error:12.4f} {broad_test_nll:9.4f
 # %%
 N_MNIST = budget(smoke=2000, standard=60000, full=60000)
 train_u8, _ = mnist.load_mnist("train", n=N_MNIST)              # uint8 (N, 28, 28)
-test_u8, _ = mnist.load_mnist("test", n=budget(smoke=500, standard=2000, full=2000))
+test_u8, _ = mnist.test_split(smoke=500)                        # the course's test set for this mode
 
 
 def to_pm1(images_u8, generator=None):                          # uint8 (N, 28, 28) -> (N, 1, 28, 28) in (-1, 1)
@@ -666,7 +695,7 @@ def to_pm1(images_u8, generator=None):                          # uint8 (N, 28, 
 
 x_test_mnist = to_pm1(test_u8, torch.Generator().manual_seed(0)).to(device)
 ALPHA, SIGMA = 10.0, 0.01                                       # gradient step and noise of the sampler
-EPS_IMG, TEMP = SIGMA**2 / 2, SIGMA**2 / 2 / ALPHA              # the same step in the form of exercise 1
+STEP_IMG, TEMP = SIGMA**2 / 2, SIGMA**2 / 2 / ALPHA             # the same update in the form of exercise 1
 
 
 # %%
@@ -685,7 +714,7 @@ class MnistEBM(nn.Module):
 def sample_langevin(f, x, n_steps):
     """Cold short-run Langevin on exp(f / T), clipped to the image box; detached samples."""
     for _ in range(n_steps):
-        x = langevin_step(x, lambda v: score_of(f, v) / TEMP, EPS_IMG).clamp(-1, 1)
+        x = langevin_step(x, lambda v: score_of(f, v) / TEMP, STEP_IMG).clamp(-1, 1)
     return x.detach()
 
 
@@ -758,6 +787,22 @@ plot.image_grid((x_short.cpu() + 1) / 2, nrow=8, ax=axes[2], title="100 Langevin
 plt.show()
 
 # %% [markdown]
+# The way from noise: eight fresh chains of the same sampler, shown after 0, 5, 10, 20, 50 and 100 steps.
+
+# %%
+torch.manual_seed(4)
+x_run = torch.rand(8, 1, 28, 28, device=device) * 2 - 1
+frames = {0: x_run.cpu()}
+for t in range(1, 101):
+    x_run = sample_langevin(ebm_mnist, x_run, 1)
+    if t in (5, 10, 20, 50, 100):
+        frames[t] = x_run.cpu()
+fig, axes = plt.subplots(1, len(frames), figsize=(2.2 * len(frames), 4.6))
+for ax, (t, x) in zip(axes, frames.items(), strict=True):
+    plot.image_grid((x + 1) / 2, nrow=2, ax=ax, title=f"step {t}")
+plt.show()
+
+# %% [markdown]
 # ### Energies of digits and of noise
 #
 # An EBM is also a scorer: low energy $E_\theta = -f_\theta$ means "looks like data". We compare test digits with
@@ -816,7 +861,7 @@ record(LECTURE, "nce_noise_test_nll", noise_test_nll, "nats", n_data=len(x_test)
        note="the noise distribution q alone (3 Gaussians fitted by EM, widened by 1.3)")
 record(LECTURE, "nce_broad_noise_logz_error", broad_logz_error, "nats", n_data=N_2D, wall_time_s=elapsed,
        note="the same NCE with one broad Gaussian as noise")
-record(LECTURE, "score_matching_fisher_divergence", sm_fisher, "nats", n_data=len(x_test), wall_time_s=elapsed,
+record(LECTURE, "score_matching_fisher_divergence", sm_fisher, "(1/length)^2", n_data=len(x_test), wall_time_s=elapsed,
        note=f"0.5 E_p|grad f - grad log p|^2; zero-score model {const_2d:.3f}")
 record(LECTURE, "score_matching_test_nll", sm_test_nll, "nats", n_data=len(x_test), wall_time_s=elapsed,
        note=f"Z on the grid; truth {true_test_nll:.4f}")
@@ -827,33 +872,38 @@ record(LECTURE, "mnist_ebm_energy_auc", mnist_energy_auc, "probability", n_data=
 print(f"whole notebook: {time.perf_counter() - T0:.0f} s in {MODE} mode")
 
 # %% [markdown]
-# **Discussion.** Measured in standard mode (2 CPU cores, about 2.5 minutes of CPU time for the whole notebook):
+# **Discussion.** Measured in standard mode (the wall time of the whole notebook is printed above):
 #
-# - **NCE** learned $c = 0.821$ against an exact $\log Z = 0.823$ (grid quadrature; importance sampling gives
-#   0.822): an error of 0.002 nats, well inside the 0.05-nat target, after $c$ started at 1. The model's test NLL
-#   (2.235 nats) is close to the truth's (2.228) and far below the noise's (2.737). With one broad Gaussian as the
-#   noise the error was 0.010 nats and the fit slightly worse (2.240): still normalized on this easy 2-D problem,
-#   but the gap widens quickly as the noise moves away from the data or the dimension grows, which is why NCE is
-#   rarely used on raw images.
-# - **Score matching** reached a Fisher divergence of 0.56 to the truth (from 11.2 for a zero score), and a test
-#   NLL of 2.34 nats once normalized on the grid (truth 2.23). The shape is right; part of the remaining gap is
-#   visibly in the mode weights, which only the overlaps between modes inform. There is no published number to
-#   compare with: the truth is our own. A longer run (`full` mode) fits better.
-# - **MNIST**: every test digit has a lower energy than every uniform-noise image (energy gap about 5, AUC 1.0),
-#   and digits with added noise sit in between. The replay buffer holds recognizable, if rough, digits. Of the
-#   chains started from fresh noise, about a third reach the digits' energies within 100 steps (the printed
-#   fraction); in our run the others all ended near one and the same image, most of its pixels clipped at $\pm 1$
-#   (the spike of equal energies in the histogram): the drift pushes them into a corner of the box, where the
-#   clipping holds them. The model was trained on chains that mostly start from the buffer, and it is the buffer
-#   that makes 20 steps per update long chains in effect; short-run chains from noise alone are the harder
-#   problem Nijkamp et al. study. An MLP energy is also a weak image model: the papers use convolutional
-#   networks, 40 to 60 steps per update and hours of GPU time.
+# - **NCE** learned a $c$ within 0.002<!-- r:nce_logz_error --> nats of the exact $\log Z$ (grid quadrature, with
+#   importance sampling as a third opinion; the three values are printed above), well inside the 0.05-nat target,
+#   after $c$ started at 1. The model's test NLL (2.235<!-- r:nce_test_nll --> nats) is close to the truth's and far
+#   below the noise's (2.737<!-- r:nce_noise_test_nll -->). With one broad Gaussian as the noise the error was
+#   0.010<!-- r:nce_broad_noise_logz_error --> nats and the fit slightly worse: still normalized on this easy 2-D
+#   problem, but the gap widens quickly as the noise moves away from the data or the dimension grows, which is why
+#   NCE is rarely used on raw images.
+# - **Score matching** reached a Fisher divergence of 0.56<!-- r:score_matching_fisher_divergence --> (in units of
+#   $1/\text{length}^2$) to the truth, against the much larger value of a zero score printed above, and a test NLL
+#   of 2.34<!-- r:score_matching_test_nll --> nats once normalized on the grid (the truth's is printed above). The
+#   shape is right; part of the remaining gap is visibly in the mode weights, which only the overlaps between modes
+#   inform. There is no published number to compare with: the truth is our own. A longer run (`full` mode) fits
+#   better.
+# - **MNIST**: every test digit has a lower energy than every uniform-noise image (energy gap
+#   5.1<!-- r:mnist_ebm_energy_gap -->, AUC 1.0<!-- r:mnist_ebm_energy_auc -->), and digits with added noise sit in
+#   between. The replay buffer holds recognizable, if rough, digits. Of the chains started from fresh noise, only
+#   a part reach the digits' energies within 100 steps (the printed fraction); the others can end near one and the
+#   same image with most of its pixels clipped at $\pm 1$ (a spike of equal energies in the histogram): the drift
+#   pushes them into a corner of the box, where the clipping holds them. The model was trained on chains that
+#   mostly start from the buffer, and it is the buffer that makes 20 steps per update long chains in effect (the
+#   persistent chains of lecture 10's PCD); short-run chains from noise alone are the harder problem Nijkamp et al.
+#   study. An MLP energy is also a weak image model: the papers cited below use convolutional networks, tens of
+#   Langevin steps per update and GPU training.
 #
 # ## Summary
 #
 # - The score $\nabla_x \log p_\theta = \nabla_x f_\theta$ of an EBM does not involve $Z$. Langevin dynamics samples
-#   with it alone; without an accept/reject step it is biased, by a factor $1/(1 - \varepsilon/2\sigma^2)$ in the
-#   variance of a Gaussian, and MALA removes the bias at the price of rejections.
+#   with it alone: $x \leftarrow x + \eta\,\nabla_x \log p + \sqrt{2\eta}\,\xi$. On a Gaussian of variance $\sigma^2$
+#   it is stable only for $\eta < 2\sigma^2$; without an accept/reject step it is biased, by a factor
+#   $1/(1 - \eta/2\sigma^2)$ in the variance, and MALA removes the bias at the price of rejections.
 # - Score matching minimizes the Fisher divergence; integration by parts turns it into
 #   $\mathbb E_p[\operatorname{tr}\nabla^2 f_\theta + \frac12\|\nabla f_\theta\|^2]$ plus a constant: a loss on data
 #   only, exact in 2-D with $D$ extra backward passes.
@@ -870,6 +920,9 @@ print(f"whole notebook: {time.perf_counter() - T0:.0f} s in {MODE} mode")
 #   statistical models*, AISTATS 2010. [proceedings.mlr.press/v9/gutmann10a](https://proceedings.mlr.press/v9/gutmann10a.html)
 # - G. O. Roberts and R. L. Tweedie, *Exponential convergence of Langevin distributions and their discrete
 #   approximations*, Bernoulli 1996 (ULA and MALA). [doi:10.2307/3318418](https://doi.org/10.2307/3318418)
+# - G. O. Roberts and J. S. Rosenthal, *Optimal scaling of discrete approximations to Langevin diffusions*, J. R.
+#   Stat. Soc. B 60(1), 1998 (MALA's step $\propto D^{-1/3}$, acceptance about 0.574).
+#   [doi:10.1111/1467-9868.00123](https://doi.org/10.1111/1467-9868.00123)
 # - M. Welling and Y. W. Teh, *Bayesian Learning via Stochastic Gradient Langevin Dynamics*, ICML 2011.
 #   [PDF](https://www.stats.ox.ac.uk/~teh/research/compstats/WelTeh2011a.pdf)
 # - Y. Du and I. Mordatch, *Implicit Generation and Generalization in Energy-Based Models*, NeurIPS 2019 (replay

@@ -191,7 +191,8 @@ plt.show()
 # and noisy.
 #
 # ### Exercise 2: the DSM loss
-# Write `dsm_loss(score, x, sigma, z)` for a batch `x` $(B, D)$ and its noise `z` $(B, D)$ (drawn by the caller):
+# Write `dsm_loss(score, x, sigma, z)` for a batch `x` $(B, D)$ and its noise `z` $(B, D)$ (drawn by the caller: use
+# it, do not draw your own), returning a scalar that stays differentiable with respect to the network's parameters:
 #
 # $$\mathcal{L}_\text{DSM} = \frac{1}{B} \sum_{b=1}^{B} \tfrac12 \Big\| s_\theta(x_b + \sigma z_b) +
 # \frac{z_b}{\sigma} \Big\|^2 .$$
@@ -288,6 +289,40 @@ for s in SIGMAS:
 dsm_score_error, dsm_score_rel_error = err_dsm[SIGMA]
 
 # %% [markdown]
+# These errors are measured against the score of $p_\sigma$, what DSM targets. What we wanted is the score of the
+# clean $p$. Against it the learned score has two errors: the **estimation error** above, which is large at small
+# $\sigma$ (noisy targets $-z/\sigma$), and the **bias** $\mathbb E_p\|\nabla \log p_\sigma - \nabla \log p\|^2$ of the
+# target itself, zero at $\sigma = 0$ and growing with $\sigma$. Both are computable here, the bias exactly from the
+# analytic scores. Their sum is what a sampler that wants $p$ would suffer.
+
+# %%
+@torch.no_grad()
+def clean_errors(sigma, n=N_EVAL, seed=2):
+    """(bias, total): E_p |grad log p_sigma - grad log p|^2 and E_p |s_theta - grad log p|^2, x ~ p (clean data)."""
+    x = target.sample(n, generator=torch.Generator().manual_seed(seed))
+    true = target.score(x)
+    bias = ((target.score(x, sigma) - true) ** 2).sum(1).mean().item()
+    return bias, ((dsm[sigma](x) - true) ** 2).sum(1).mean().item()
+
+
+bias_total = {s: clean_errors(s) for s in SIGMAS}
+for s in SIGMAS:
+    print(f"sigma = {s:4}: bias {bias_total[s][0]:8.4f}   learned vs clean score {bias_total[s][1]:8.4f}")
+fig, ax = plt.subplots(figsize=(5.5, 3.8))
+ax.loglog(SIGMAS, [err_dsm[s][0] for s in SIGMAS], "o-", label="estimation: E_p_sigma |s_theta - grad log p_sigma|^2")
+ax.loglog(SIGMAS, [bias_total[s][0] for s in SIGMAS], "s-", label="bias: E_p |grad log p_sigma - grad log p|^2")
+ax.loglog(SIGMAS, [bias_total[s][1] for s in SIGMAS], "k^-", label="learned vs clean: E_p |s_theta - grad log p|^2")
+ax.set(xlabel="noise level sigma", ylabel="squared score error", title="DSM: the noise level trades variance for bias")
+ax.legend(fontsize=7)
+plt.show()
+
+# %% [markdown]
+# Small $\sigma$: the network learns almost the right target, but from noisy regression targets. Large $\sigma$:
+# an easy target, learned accurately, but the wrong one, the score of a blurred density. Against the clean score
+# the total error is dominated by the bias once $\sigma$ is comparable with the width of the modes. No single
+# $\sigma$ is good for everything; lecture 13 trains one network for many noise levels and anneals through them.
+
+# %% [markdown]
 # ## 3. Tweedie's formula: the score is the optimal denoiser
 #
 # Denoising and score estimation are the same problem. For $\tilde x = x + \sigma z$ with Gaussian noise, the
@@ -305,7 +340,8 @@ dsm_score_error, dsm_score_rel_error = err_dsm[SIGMA]
 #
 # ### Exercise 3: Tweedie's denoiser
 # Write `tweedie_denoiser(x_tilde, sigma, score)` returning $\mathbb{E}[x \mid \tilde x]$ $(B, D)$, where `score`
-# maps points $(B, D)$ to $\nabla \log p_\sigma$ at those points. The check compares it with the posterior mean
+# maps points $(B, D)$ to $\nabla \log p_\sigma$ at those points; leave `x_tilde` unchanged (the lecture plots the
+# noisy points afterwards). The check compares it with the posterior mean
 # of a Gaussian mixture in closed form (each component's Gaussian posterior, weighted by its responsibility).
 
 # %% tags=["solution:ex3_tweedie"]
@@ -391,14 +427,16 @@ plt.show()
 # $\tfrac12(v^\top s)^2$ by its expectation $\tfrac12\|s\|^2$ lowers the variance further (the "SSM-VR" form).
 #
 # ### Exercise 4: the sliced loss
-# Write `sliced_loss(score, x, v)` for points `x` $(B, D)$ and projections `v` $(B, D)$ (one per point):
+# Write `sliced_loss(score, x, v)` for points `x` $(B, D)$ and projections `v` $(B, D)$ (one per point, drawn by the
+# caller: use them), returning the scalar
 #
 # $$\mathcal{L}_\text{SSM} = \frac1B \sum_b \Big[v_b^\top \nabla_x s_\theta(x_b)\, v_b + \tfrac12
 # \big(v_b^\top s_\theta(x_b)\big)^2\Big].$$
 #
 # The loss must be differentiable with respect to the network's parameters: keep the graph of the inner
-# gradient (`create_graph=True`). The check tests its expectation over many projections against the exact $J$
-# and its gradient against the exact gradient.
+# gradient (`create_graph=True`). The check averages your loss over sets of projections with $\frac1V\sum_v v
+# v^\top = I$ exactly (all sign vectors, and the vectors $\pm\sqrt D\, e_i$), where it must equal the exact $J$, and
+# compares its gradient with the exact gradient.
 
 # %% tags=["solution:ex4_sliced_loss"]
 def sliced_loss(score, x, v):
@@ -431,27 +469,38 @@ def rademacher_like(x):
     return torch.randint_like(x, 0, 2) * 2 - 1
 
 
+def sliced_vr_loss(score, x, v):
+    """SSM-VR (Song et al. 2019): exercise 4's loss with 1/2 (v^T s)^2 replaced by its mean over v, 1/2 |s|^2."""
+    x = x.detach().requires_grad_(True)
+    s = score(x)                                                          # (B, D)
+    vJ = torch.autograd.grad((s * v).sum(), x, create_graph=True)[0]      # (B, D) v^T ds/dx
+    return ((vJ * v).sum(1) + 0.5 * (s**2).sum(1)).mean()
+
+
 class ScoreMatching(ScoreNet):
     """A score network trained on clean data by exact or sliced score matching."""
 
     def __init__(self, method, **kwargs):
         super().__init__(**kwargs)
-        self.method = method                                              # "exact", "gaussian", "rademacher"
+        self.method = method                            # "exact", "gaussian", "rademacher" or "gaussian_vr"
 
     def loss(self, x):
         if self.method == "exact":
             return exact_sm_loss(self, x)
+        if self.method == "gaussian_vr":
+            return sliced_vr_loss(self, x, torch.randn_like(x))
         v = torch.randn_like(x) if self.method == "gaussian" else rademacher_like(x)
         return sliced_loss(self, x, v)
 
 
 # %% [markdown]
 # The three objectives on the clean mixture data (no noise, so the target is $\nabla \log p$ itself), same
-# network, same steps, same seed; errors against the analytic score, weighted by $p$.
+# network, same steps, same seed; errors against the analytic score, weighted by $p$. A fourth run uses the SSM-VR
+# form with Gaussian projections: the same trace estimate, the second term $\tfrac12 \|s_\theta\|^2$ exact.
 
 # %%
 sm, sm_hist, sm_err = {}, {}, {}
-for method in ("exact", "gaussian", "rademacher"):
+for method in ("exact", "gaussian", "rademacher", "gaussian_vr"):
     torch.manual_seed(0)
     sm[method] = ScoreMatching(method).to(device)
     sm_hist[method] = train_or_load(
@@ -459,20 +508,22 @@ for method in ("exact", "gaussian", "rademacher"):
         lambda m=sm[method]: fit(m, data, epochs=SM_EPOCHS, batch_size=256, lr=2e-3, progress=False))
     sm_err[method] = score_errors(sm[method], 0.0)
     sec = sum(sm_hist[method]["epoch_time"]) / len(sm_hist[method]["step_loss"])
-    print(f"{method:10s}: E_p |s_theta - grad log p|^2 = {sm_err[method][0]:.4f} (relative {sm_err[method][1]:.4f}); "
+    print(f"{method:11s}: E_p |s_theta - grad log p|^2 = {sm_err[method][0]:.4f} (relative {sm_err[method][1]:.4f}); "
           f"{1e3 * sec:.1f} ms per step when trained")
 plot.curves({m: h["train_loss"] for m, h in sm_hist.items()}, title="score-matching objective J per epoch")
 plt.show()
 
 # %% [markdown]
-# All three curves approach the same floor: at the true score, $J = \mathbb{E}[\operatorname{tr} \nabla^2 \log p
+# All the curves approach the same floor: at the true score, $J = \mathbb{E}[\operatorname{tr} \nabla^2 \log p
 # + \tfrac12 \|\nabla \log p\|^2] = -\tfrac12 \mathbb{E}\|\nabla \log p\|^2$ (integration by parts once more),
 # which is $-1$ for unit-variance modes in 2-D. The sliced curves are noisier: each step sees one random
 # projection per point.
 #
 # In 2-D the exact trace costs two backward passes against one, so the three run at similar speed. Given the
 # same steps, exact score matching ends with the smallest error (its gradient carries no projection noise),
-# Rademacher projections next, Gaussian ones last. The real difference is in how the cost grows with $D$. Below, one loss evaluation plus its
+# Rademacher projections next, Gaussian ones last; compare SSM-VR with the plain Gaussian run in the printed
+# errors: the two differ only in the variance of the second term. The real difference between exact and sliced
+# score matching is in how the cost grows with $D$. Below, one loss evaluation plus its
 # backward pass for an MLP on $D$-dimensional inputs (batch 128): exact score matching grows linearly with $D$,
 # the sliced loss does not.
 
@@ -530,32 +581,34 @@ print(f"mean trace of the Jacobian at the data: {true_trace.mean():.3f}; varianc
 #
 # ## 5. Langevin dynamics with a learned score
 #
-# Langevin dynamics (lecture 11) needs only a score:
+# Langevin dynamics needs only a score. In lecture 11's convention, with step size $\eta$ (`step` in code),
 #
-# $$x_{t+1} = x_t + \frac{\epsilon}{2}\, s_\theta(x_t) + \sqrt{\epsilon}\, z_t, \qquad z_t \sim
-# \mathcal{N}(0, I),$$
+# $$x_{t+1} = x_t + \eta\, s_\theta(x_t) + \sqrt{2\eta}\, \xi_t, \qquad \xi_t \sim \mathcal{N}(0, I),$$
 #
-# and for small $\epsilon$ and many steps its samples follow the density whose score is $s_\theta$. With the
-# DSM model at $\sigma = 0.5$ that is $p_\sigma$. The chains start uniformly in the square $[-8, 8]^2$, as in
-# lecture 13.
+# and for small $\eta$ and many steps its samples follow the density whose score is $s_\theta$. With the DSM model
+# at $\sigma = 0.5$ that is $p_\sigma$. Lecture 11's stability limit applies: on a Gaussian of variance $v$ the step
+# must stay below $2v$, so here, with modes of variance $1 + \sigma^2 = 1.25$, any $\eta$ up to about 2.5 would be
+# stable; we take $\eta = 0.05$, small enough for a small bias. The chains start uniformly in the square
+# $[-8, 8]^2$, as in lecture 13.
 
 # %%
 @torch.no_grad()
-def langevin(score, x0, eps, n_steps, seed=0, keep_every=None):
-    """Unadjusted Langevin dynamics from x0 (N, D); returns the final states (and every keep_every-th state)."""
+def langevin(score, x0, step, n_steps, seed=0, keep_every=None):
+    """Unadjusted Langevin dynamics x + step * score(x) + sqrt(2 step) * xi from x0 (N, D); returns the final states
+    (and every keep_every-th state)."""
     g = torch.Generator().manual_seed(seed)
     x, path = x0.clone(), []
     for t in range(n_steps):
-        z = torch.randn(x.shape, generator=g).to(x.device)
-        x = x + 0.5 * eps * score(x) + math.sqrt(eps) * z
+        xi = torch.randn(x.shape, generator=g).to(x.device)
+        x = x + step * score(x) + math.sqrt(2 * step) * xi
         if keep_every and (t + 1) % keep_every == 0:
             path.append(x.cpu())
     return (x, path) if keep_every else x
 
 
-EPS = 0.1
+STEP = 0.05
 x0 = (16 * torch.rand(N_CHAINS, 2, generator=torch.Generator().manual_seed(4)) - 8).to(device)   # U([-8, 8]^2)
-x_learned = langevin(dsm[SIGMA], x0, EPS, LANGEVIN_STEPS)
+x_learned = langevin(dsm[SIGMA], x0, STEP, LANGEVIN_STEPS)
 x_true = target.sample(N_CHAINS, sigma=SIGMA, generator=torch.Generator().manual_seed(5))
 fig, axes = plt.subplots(1, 3, figsize=(12, 4))
 plot.scatter_2d(x0.cpu(), ax=axes[0], lim=LIM, title="start: uniform on [-8, 8]^2")
@@ -633,7 +686,8 @@ manifold_loss = {k: sum(h["loss"][-100:]) / 100 for k, h in manifold_hist.items(
 # grows into a steep trough around the curve; with a little noise the loss levels off at a finite value. DSM
 # avoids the divergence by matching the score of $p_\sigma$, which is a proper density for any $\sigma > 0$, but
 # near a manifold that score has size $\sim 1/\sigma$ across it: small $\sigma$ means a huge, stiff field, and
-# Langevin needs a step $\epsilon \lesssim \sigma^2$ to follow it, far too small to travel along the manifold.
+# Langevin needs a step $\eta \lesssim \sigma^2$ to follow it (the stability limit $\eta < 2\sigma^2$ of lecture 11,
+# across the manifold), far too small to travel along it.
 #
 # ### Failure 2: inaccurate scores in low-density regions
 #
@@ -733,8 +787,8 @@ def heavy_fraction(x):
     return (d[:, 1] < d[:, 0]).float().mean().item()
 
 
-x_exact, path_exact = langevin(target.score, x0, EPS, LANGEVIN_STEPS, keep_every=max(1, LANGEVIN_STEPS // 50))
-_, path_learned = langevin(dsm[SIGMA], x0, EPS, LANGEVIN_STEPS, keep_every=max(1, LANGEVIN_STEPS // 50))
+x_exact, path_exact = langevin(target.score, x0, STEP, LANGEVIN_STEPS, keep_every=max(1, LANGEVIN_STEPS // 50))
+_, path_learned = langevin(dsm[SIGMA], x0, STEP, LANGEVIN_STEPS, keep_every=max(1, LANGEVIN_STEPS // 50))
 frac = {"exact score": heavy_fraction(x_exact), f"learned score (sigma = {SIGMA})": heavy_fraction(x_learned),
         "i.i.d. samples of p": heavy_fraction(target.sample(N_CHAINS, generator=torch.Generator().manual_seed(6)))}
 mode_weight_error = {k: abs(v - 0.8) for k, v in frac.items()}
@@ -764,13 +818,13 @@ plt.show()
 # longer chain would not help, nor would a perfect score: the exact one fails as badly as the learned one.
 #
 # What helps is noise large enough to connect the basins. With the exact score of $p_\sigma$ at $\sigma = 3$
-# (the step scaled with the variance, $\epsilon = 0.1\,(1 + \sigma^2)$), chains cross the valley, and the
+# (the step scaled with the variance, $\eta = 0.05\,(1 + \sigma^2)$), chains cross the valley, and the
 # fraction matches that of $p_\sigma$ itself (slightly below 0.8, since a few points of each blurred mode
 # lie across the diagonal):
 
 # %%
 SIGMA_BIG = 3.0
-x_big = langevin(lambda v: target.score(v, SIGMA_BIG), x0, EPS * (1 + SIGMA_BIG**2), LANGEVIN_STEPS, seed=7)
+x_big = langevin(lambda v: target.score(v, SIGMA_BIG), x0, STEP * (1 + SIGMA_BIG**2), LANGEVIN_STEPS, seed=7)
 frac_big = heavy_fraction(x_big)
 frac_big_iid = heavy_fraction(target.sample(N_CHAINS, sigma=SIGMA_BIG, generator=torch.Generator().manual_seed(8)))
 print(f"sigma = {SIGMA_BIG}: Langevin fraction near (5, 5) = {frac_big:.3f}; i.i.d. samples of p_sigma: "
@@ -792,7 +846,7 @@ record(LECTURE, "dsm_score_rel_error", dsm_score_rel_error, "fraction", n_data=N
        note="dsm_score_error / E_p_sigma |grad log p_sigma|^2")
 record(LECTURE, "dsm_score_error_uniform", uniform_error[SIGMA], "(1/length)^2 per point", n_data=GRID_N**2,
        wall_time_s=wall, note="the same model's squared error averaged uniformly over [-8, 8]^2 (low-density regions)")
-for method in ("exact", "gaussian", "rademacher"):
+for method in ("exact", "gaussian", "rademacher", "gaussian_vr"):
     name = "exact_sm_score_error" if method == "exact" else f"sliced_{method}_score_error"
     record(LECTURE, name, sm_err[method][0], "(1/length)^2 per point", n_data=N_EVAL, wall_time_s=wall,
            note=f"E_p |s_theta - grad log p|^2 on clean data, {SM_EPOCHS} epochs")
@@ -806,7 +860,7 @@ record(LECTURE, "tweedie_excess_mse", denoise_mse["Tweedie, learned score"] - de
        note=f"E|D(x_tilde) - x|^2 of Tweedie with the learned score minus that of the exact posterior mean, "
             f"sigma = {sigma_t}; optimum {denoise_mse['posterior mean (closed form)']:.4f}")
 record(LECTURE, "langevin_mode_weight_error", mode_weight_error["exact score"], "fraction", n_data=N_CHAINS,
-       wall_time_s=wall, note=f"|fraction closer to (5,5) - 0.8|, plain Langevin with the exact score, eps = {EPS}, "
+       wall_time_s=wall, note=f"|fraction closer to (5,5) - 0.8|, plain Langevin with the exact score, step = {STEP}, "
                               f"{LANGEVIN_STEPS} steps, chains from U([-8, 8]^2)")
 record(LECTURE, "langevin_mode_weight_error_learned", mode_weight_error[f"learned score (sigma = {SIGMA})"], "fraction",
        n_data=N_CHAINS, wall_time_s=wall, note=f"the same with the DSM score at sigma = {SIGMA}")
@@ -816,26 +870,32 @@ print(f"whole notebook: {time.perf_counter() - T0:.0f} s wall, {time.process_tim
 # %% [markdown]
 # **Discussion.** Measured in standard mode (numbers of one run on a shared CPU; the times vary with the load):
 #
-# - *DSM.* At $\sigma = 0.5$ the learned score's error, weighted by $p_\sigma$, is about 0.033 per point (2% of
-#   $\mathbb{E}\|\nabla \log p_\sigma\|^2$); it falls from 0.05 at $\sigma = 0.2$ to 0.0004 at $\sigma = 5$, because
-#   larger noise gives smaller, smoother targets. Averaged uniformly over the square $[-8, 8]^2$ instead, the
-#   error of the same model is about 5.7, some 170 times larger: failure 2 in one ratio.
-# - *Tweedie.* With the exact score the formula reproduces the closed-form posterior mean to float32 precision
-#   ($10^{-6}$). At $\sigma = 2$ the learned denoiser's squared error (1.70) is within 3% of the optimum (1.66);
-#   doing nothing costs $D\sigma^2 = 8$.
-# - *Sliced score matching.* After the same 30 epochs: exact 0.008, Rademacher 0.019, Gaussian 0.029 (errors
-#   against $\nabla \log p$, weighted by $p$). One-projection trace estimates at the data have variance 3.6
-#   (Gaussian) against 0.01 (Rademacher), since the Jacobian there is nearly diagonal. At $D = 256$ the exact
-#   loss costs around a hundred times the sliced one (87 to 134 in our runs, on a loaded machine).
-# - *Manifold.* Sliced score matching on points exactly on a circle reaches a loss of about $-8300$ after 1500
-#   steps and is still falling; with noise 0.1 it levels off near $-49$. That plateau is expected: at the
-#   optimum $J = -\tfrac12 \mathbb{E}\|\nabla \log p\|^2$, and noise of standard deviation 0.1 across the circle
-#   gives $\mathbb{E}\|\nabla \log p\|^2 \approx 1/0.1^2 = 100$.
-# - *Mode weights.* Plain Langevin from the uniform square puts 52% of the chains in the heavy mode with the
-#   exact score (mode-weight error 0.28) and 60% with the learned one (error 0.20), against 80% for i.i.d.
-#   samples (error 0.001). The learned score's smaller error is no merit: its basin boundary is placed by the
-#   inaccurate field between the modes. With the exact score at $\sigma = 3$ the chains mix and the weights
-#   come out right, for the blurred $p_\sigma$. Lecture 13 measures the same error for annealed Langevin.
+# - *DSM.* At $\sigma = 0.5$ the learned score's error, weighted by $p_\sigma$, is about
+#   0.033<!-- r:dsm_score_error --> per point (2<!-- r:dsm_score_rel_error*100 -->% of
+#   $\mathbb{E}\|\nabla \log p_\sigma\|^2$); the table printed in section 2 shows it falling as $\sigma$ grows,
+#   because larger noise gives smaller, smoother targets. Averaged uniformly over the square $[-8, 8]^2$ instead,
+#   the error of the same model is about 5.7<!-- r:dsm_score_error_uniform -->, two orders of magnitude larger:
+#   failure 2 in one ratio.
+# - *Tweedie.* With the exact score the formula reproduces the closed-form posterior mean to float32 precision. At
+#   $\sigma = 2$ the learned denoiser's squared error exceeds the optimum (printed above) by only
+#   0.038<!-- r:tweedie_excess_mse -->; doing nothing costs $D\sigma^2 = 8$.
+# - *Sliced score matching.* After the same 30 epochs: exact 0.008<!-- r:exact_sm_score_error -->, Rademacher
+#   0.019<!-- r:sliced_rademacher_score_error -->, Gaussian 0.029<!-- r:sliced_gaussian_score_error --> (errors
+#   against $\nabla \log p$, weighted by $p$). One-projection trace estimates at the data have a variance near the
+#   predicted $2\|A\|_F^2 \approx 4$ for Gaussian projections against nearly zero for Rademacher ones (printed
+#   above), since the Jacobian there is nearly diagonal. At $D = 256$ the exact loss costs about two orders of
+#   magnitude more than the sliced one (the measured ratio is printed above and recorded; it varies with the load).
+# - *Manifold.* Sliced score matching on points exactly on a circle reaches a loss of about -8295<!--
+#   r:manifold_ssm_final_loss --> after 1500 steps and is still falling; with noise 0.1 it levels off
+#   (printed above) near the value theory predicts: at the optimum $J = -\tfrac12 \mathbb{E}\|\nabla \log p\|^2$, and
+#   noise of standard deviation 0.1 across the circle gives $\mathbb{E}\|\nabla \log p\|^2 \approx 1/0.1^2 = 100$,
+#   so $J \approx -50$.
+# - *Mode weights.* Plain Langevin from the uniform square puts about half of the chains in the heavy mode with the
+#   exact score (mode-weight error 0.28<!-- r:langevin_mode_weight_error -->) and somewhat more with the learned
+#   one (error 0.20<!-- r:langevin_mode_weight_error_learned -->), against 80% for i.i.d. samples (whose error, the
+#   Monte Carlo noise, is printed above). The learned score's smaller error is no merit: its basin boundary is
+#   placed by the inaccurate field between the modes. With the exact score at $\sigma = 3$ the chains mix and the
+#   weights come out right, for the blurred $p_\sigma$. Lecture 13 measures the same error for annealed Langevin.
 #
 # There is no published number to compare with: the mixture is the course's own. The qualitative results are
 # those of Song and Ermon (2019), whose figures show the inaccurate scores in low-density regions and the
