@@ -35,8 +35,8 @@
 # autoencoders) builds directly on the ELBO and the importance-sampling estimator written here.
 #
 # **Plan.** 1 Why latent variables. 2 Gaussian mixtures and EM (exercises 1 and 2).
-# 3 The marginal likelihood and importance sampling (exercise 3). 4 The ELBO. 5 Mean-field variational
-# inference (exercise 4). 6 Which KL? 7 Wake-sleep. Then results, summary and references.
+# 3 The marginal likelihood and importance sampling (exercise 3). 4 The ELBO (exercise 4). 5 Mean-field
+# variational inference (exercise 5). 6 Which KL? 7 Wake-sleep. Then results, summary and references.
 
 # %%
 import math
@@ -170,7 +170,8 @@ print(f"log-likelihood of the true parameters: {gmm_loglik(x_em, pi_true, mu_tru
 # $e^{-800}$, which is $0$ even in float64) and the ratio becomes $0/0$. Compute it in log space:
 # $\log r_{nk} = \log p(x_n, k) - \operatorname{logsumexp}_j \log p(x_n, j)$.
 #
-# **Exercise 1 (E-step).** Return the $(N, K)$ responsibilities. You may use `gmm_log_joint`.
+# **Exercise 1 (E-step).** Return the $(N, K)$ responsibilities, as a new tensor (the arguments are float64, and
+# EM reuses them: do not modify them in place). You may use `gmm_log_joint`.
 
 # %% tags=["solution:ex1_e_step"]
 def e_step(x, pi, mu, Sigma):
@@ -200,7 +201,8 @@ lecture04.check_e_step(e_step)
 #
 # the weighted versions of counting and averaging; note that $\Sigma_k$ is centred at the *new* $\mu_k$.
 #
-# **Exercise 2 (M-step).** Return `(pi, mu, Sigma)` with shapes $(K,)$, $(K, D)$, $(K, D, D)$.
+# **Exercise 2 (M-step).** Return `(pi, mu, Sigma)` with shapes $(K,)$, $(K, D)$, $(K, D, D)$, without modifying
+# `x` or `r` in place.
 
 # %% tags=["solution:ex2_m_step"]
 def m_step(x, r):
@@ -368,19 +370,15 @@ class LinearGaussian:
         cov = self.W @ self.W.T + self.sigma**2 * torch.eye(D, dtype=self.W.dtype, device=self.W.device)
         return MultivariateNormal(self.b, cov).log_prob(x)
 
-# %%
-def posterior(self, x):                               # x (N, D) -> mean m (N, d), covariance S (d, d)
-    d = self.W.shape[1]
-    S = torch.linalg.inv(torch.eye(d, dtype=self.W.dtype, device=self.W.device) + self.W.T @ self.W / self.sigma**2)
-    return (x - self.b) @ self.W @ S / self.sigma**2, S
+    def posterior(self, x):                           # x (N, D) -> mean m (N, d), covariance S (d, d)
+        d = self.W.shape[1]
+        S = torch.linalg.inv(torch.eye(d, dtype=self.W.dtype, device=self.W.device) + self.W.T @ self.W / self.sigma**2)
+        return (x - self.b) @ self.W @ S / self.sigma**2, S
 
-
-def sample(self, n):                                  # ancestral sampling: (n, D)
-    z = torch.randn(n, self.W.shape[1], dtype=self.W.dtype, device=self.W.device)
-    return z @ self.W.T + self.b + self.sigma * torch.randn(n, len(self.b), dtype=self.W.dtype, device=self.W.device)
-
-
-LinearGaussian.posterior, LinearGaussian.sample = posterior, sample
+    def sample(self, n):                              # ancestral sampling: (n, D)
+        z = torch.randn(n, self.W.shape[1], dtype=self.W.dtype, device=self.W.device)
+        noise = torch.randn(n, len(self.b), dtype=self.W.dtype, device=self.W.device)
+        return z @ self.W.T + self.b + self.sigma * noise
 
 # %% [markdown]
 # **Importance sampling.** For any proposal $q(z)$ that is positive wherever $p(x, z)$ is,
@@ -504,28 +502,47 @@ print(f"K = 100: std of log p̂(x) {is_std_prior:.4f} (prior) vs {is_std_good:.4
 # $$\log p(x) = \underbrace{\mathbb E_{q}\big[\log p(x, z) - \log q(z)\big]}_{\mathrm{ELBO}(q)}
 #  + \underbrace{\mathbb E_{q}\Big[\log \frac{q(z)}{p(z \mid x)}\Big]}_{\mathrm{KL}(q \,\|\, p(z \mid x))\ \ge\ 0}.$$
 #
-# The left side does not depend on $q$. So the ELBO is a lower bound on $\log p(x)$, the gap is exactly the KL
-# from $q$ to the true posterior, and maximizing the ELBO over $q$ is the same as making $q$ close to the
-# posterior. The bound is tight when $q = p(z \mid x)$. Two other ways to write it:
-# $\mathrm{ELBO} = \mathbb E_q[\log p(x \mid z)] - \mathrm{KL}(q \,\|\, p(z))$ (fit the data, stay near the
-# prior) and $\mathbb E_q[\log p(x,z)] + H(q)$.
+# The left side does not depend on $q$. So the ELBO is a lower bound on $\log p(x)$, the gap is exactly
+# $\mathrm{KL}(q \,\|\, p(z \mid x))$ ($q$ first: the reverse, mode-seeking KL of section 6), and maximizing the
+# ELBO over $q$ is the same as making $q$ close to the posterior in that divergence. The bound is tight when
+# $q = p(z \mid x)$. Two other ways to write it: $\mathrm{ELBO} = \mathbb E_q[\log p(x \mid z)] -
+# \mathrm{KL}(q \,\|\, p(z))$ (fit the data, stay near the prior) and $\mathbb E_q[\log p(x,z)] + H(q)$.
 #
 # On the linear-Gaussian model with a Gaussian $q = \mathcal N(m_q, S_q)$ every term is a closed form:
 #
 # $$\mathbb E_q[\log p(z)] = -\tfrac12\big(d \log 2\pi + \|m_q\|^2 + \operatorname{tr} S_q\big),\quad
 # \mathbb E_q[\log p(x \mid z)] = -\tfrac12\Big(D \log 2\pi\sigma^2 + \tfrac{\|x - b - W m_q\|^2
 #  + \operatorname{tr}(W S_q W^\top)}{\sigma^2}\Big),\quad H(q) = \tfrac12 \log\det(2\pi e\, S_q).$$
+#
+# (The middle one uses $\mathbb E_q\big[\|x - b - Wz\|^2\big] = \|x - b - W m_q\|^2 + \operatorname{tr}(W S_q W^\top)$.)
+#
+# **Exercise 4 (the ELBO in closed form).** For a `LinearGaussian` model (`model.W` $(D, d)$, `model.b` $(D,)$,
+# `model.sigma` a float, the noise's standard deviation), one data point `x` $(D,)$ and
+# $q = \mathcal N(m_q, S_q)$ with a full covariance `S_q` $(d, d)$, return the ELBO
+# $\mathbb E_q[\log p(z)] + \mathbb E_q[\log p(x \mid z)] + H(q)$ as one number (a 0-d tensor), without modifying
+# the arguments. The check tests the identity below on random $q$, for which it computes $p(x)$ and
+# $p(z \mid x)$ itself.
 
-# %%
-def elbo_gaussian(model, x, m_q, S_q):                # x (D,), m_q (d,), S_q (d, d) -> scalar, exact
+# %% tags=["solution:ex4_elbo_gaussian"]
+def elbo_gaussian(model, x, m_q, S_q):
+    """The exact ELBO of q = N(m_q, S_q) for one x on the linear-Gaussian model: x (D,), m_q (d,), S_q (d, d) -> ()."""
+    ### BEGIN SOLUTION
     d, D, s2 = len(m_q), len(x), model.sigma**2
     e_log_prior = -0.5 * (d * math.log(2 * math.pi) + m_q @ m_q + S_q.trace())
     resid = x - model.b - model.W @ m_q                                            # (D,)
     e_log_lik = -0.5 * (D * math.log(2 * math.pi * s2) + (resid @ resid + (model.W @ S_q @ model.W.T).trace()) / s2)
     entropy = 0.5 * torch.logdet(2 * math.pi * math.e * S_q)
     return e_log_lik + e_log_prior + entropy
+    ### END SOLUTION
 
 
+# %% tags=["check:ex4_elbo_gaussian"]
+lecture04.check_elbo_gaussian(elbo_gaussian)
+
+# %% [markdown]
+# The KL between two Gaussians with full covariances, for the other side of the identity:
+
+# %%
 def kl_gaussian(m_q, S_q, m_p, S_p):                  # KL(N(m_q, S_q) || N(m_p, S_p)), exact
     P = torch.linalg.inv(S_p)
     dm = m_p - m_q
@@ -638,10 +655,11 @@ elbo_widget = widgets.interactive_plot(show_elbo, m_q=widgets.slider(0.0, -3.0, 
 #
 # $$q_j^* = \mathcal N\Big(\frac{\eta_j - \sum_{i \ne j} \Lambda_{ji}\, m_i}{\Lambda_{jj}},\ \ \frac{1}{\Lambda_{jj}}\Big).$$
 #
-# **Exercise 4 (a mean-field update).** Given the current means `m` $(d,)$ of all factors, the precision `Lambda`
-# $(d, d)$ and `eta` $(d,)$, return the mean and the variance of the optimal $q_j$.
+# **Exercise 5 (a mean-field update).** Given the current means `m` $(d,)$ of all factors, the precision `Lambda`
+# $(d, d)$ and `eta` $(d,)$, return the mean and the variance of the optimal $q_j$ (two numbers: 0-d tensors or
+# floats), leaving `m` as it is (the caller writes the update into it).
 
-# %% tags=["solution:ex4_mean_field_update"]
+# %% tags=["solution:ex5_mean_field_update"]
 def mean_field_update(j, m, Lambda, eta):
     """The optimal factor q_j = N(mean_j, var_j) given the means m (d,) of the others: returns (mean_j, var_j)."""
     ### BEGIN SOLUTION
@@ -650,7 +668,7 @@ def mean_field_update(j, m, Lambda, eta):
     ### END SOLUTION
 
 
-# %% tags=["check:ex4_mean_field_update"]
+# %% tags=["check:ex5_mean_field_update"]
 lecture04.check_mean_field_update(mean_field_update)
 
 # %% [markdown]
@@ -707,10 +725,12 @@ plt.show()
 #
 # Fit one Gaussian $q$ to a bimodal target $p$ (a `toy.Mixture1D` with modes at $\pm 2$), two ways.
 #
-# - **Exclusive** $\mathrm{KL}(q\,\|\,p) = \mathbb E_q[\log q - \log p]$, what variational inference minimizes.
+# - **Reverse** (exclusive) $\mathrm{KL}(q\,\|\,p) = \mathbb E_q[\log q - \log p]$, the approximation first: what
+#   variational inference minimizes, the mode-seeking KL.
 #   Where $p \approx 0$, $\log p \to -\infty$, so $q$ must vanish there: it is **zero forcing**, and settles on
 #   one mode (which one depends on the start).
-# - **Inclusive** $\mathrm{KL}(p\,\|\,q) = \mathbb E_p[\log p - \log q]$, what maximum likelihood minimizes.
+# - **Forward** (inclusive) $\mathrm{KL}(p\,\|\,q) = \mathbb E_p[\log p - \log q]$, the target first: what maximum
+#   likelihood minimizes (lecture 03's $\mathrm{KL}(p_\text{data}\,\|\,p_\theta)$), the mass-covering KL.
 #   Where $p > 0$ and $q \approx 0$ the cost explodes, so $q$ must cover all of $p$: it is **mass covering**.
 #   For a Gaussian $q$ the optimum matches moments, $\mu = \mathbb E_p[z]$, $\sigma^2 = \mathrm{Var}_p[z]$
 #   (set the derivatives of $\mathbb E_p[\log q]$ to zero), and sits between the modes, where $p$ is small.
@@ -791,7 +811,7 @@ plt.show()
 
 # %% [markdown]
 # As $\alpha$ goes from 0 to 1 the best fit jumps, between $\alpha = 0.25$ and $0.4$ for this target, from
-# hugging one mode to straddling both; for the exclusive KL, the other mode and the wide compromise remain as
+# hugging one mode to straddling both; for the reverse KL, the other mode and the wide compromise remain as
 # local minima, so where an optimizer ends up depends on where it starts. Variational inference
 # (the ELBO) uses the $\alpha = 0$ end, which explains the too-narrow mean-field posterior of section 5;
 # maximum likelihood, and expectation propagation, use the $\alpha = 1$ end. Neither is "right": mode seeking
@@ -814,8 +834,9 @@ plt.show()
 #
 # **What it optimizes.** The wake step's expected gradient is $\nabla_\theta\, \mathbb E_{q_\phi}[\log p_\theta(x, z)]
 # = \nabla_\theta \mathrm{ELBO}$, exactly the ELBO's (and EM's M-step) gradient. The sleep step minimizes
-# $\mathbb E_{p_\theta(x)}\big[\mathrm{KL}\big(p_\theta(z \mid x)\,\|\,q_\phi(z \mid x)\big)\big]$: the *inclusive*
-# KL, on the model's own dreams, whereas the ELBO's $\phi$-gradient would minimize the *exclusive*
+# $\mathbb E_{p_\theta(x)}\big[\mathrm{KL}\big(p_\theta(z \mid x)\,\|\,q_\phi(z \mid x)\big)\big]$: the *forward*
+# (inclusive, mass-covering) KL, on the model's own dreams, whereas the ELBO's $\phi$-gradient would minimize the
+# *reverse* (exclusive, mode-seeking)
 # $\mathrm{KL}(q_\phi \,\|\, p_\theta(z \mid x))$ on the data. The two phases follow different objectives, so
 # wake-sleep does not ascend any single function and has no convergence guarantee; its advantage in 1995 was
 # that both phases are local, low-variance updates, with no gradient through the samples of $z$.
@@ -833,8 +854,8 @@ for i in range(3):
 BARS = BARS.reshape(6, 9)
 
 
-def bernoulli_log_prob(logits, v):                    # sum over the last axis of log Bern(v; sigmoid(logits))
-    return (v * logits - F.softplus(logits)).sum(-1)
+def bernoulli_log_prob_logits(x, logits):             # sum over the last axis of log Bern(x; sigmoid(logits))
+    return (x * logits - F.softplus(logits)).sum(-1)
 
 # %%
 class Helmholtz(torch.nn.Module):
@@ -847,10 +868,10 @@ class Helmholtz(torch.nn.Module):
         self.R = torch.nn.Parameter(0.1 * torch.randn(d, D))       # recognition weights
 
     def log_joint(self, x, z):                        # log p(x, z), broadcasting: x (..., D), z (..., d)
-        return bernoulli_log_prob(self.a, z) + bernoulli_log_prob(z @ self.W.T + self.c, x)
+        return bernoulli_log_prob_logits(z, self.a) + bernoulli_log_prob_logits(x, z @ self.W.T + self.c)
 
     def log_q(self, z, x):                            # log q(z | x)
-        return bernoulli_log_prob(x @ self.R.T + self.s, z)
+        return bernoulli_log_prob_logits(z, x @ self.R.T + self.s)
 
     def dream(self, n):                               # (z, x) ~ p(z) p(x | z), no gradient
         with torch.no_grad():
@@ -956,11 +977,30 @@ for method, (model, _) in hm_runs.items():
     plt.show()
 
 # %% [markdown]
+# Does each latent unit stand for one bar, as in the true machine? A unit "draws a bar" when the three pixels with
+# the largest generative weights $W_{ij}$ of that unit are exactly the pixels of one bar; we count the units that
+# do, and the distinct bars they draw.
+
+# %%
+def bars_drawn(model):
+    """(units whose three strongest pixels form one bar, distinct bars drawn that way)."""
+    bars = [set(BARS[b].nonzero().flatten().tolist()) for b in range(6)]
+    top3 = [set(model.W[:, j].detach().topk(3).indices.tolist()) for j in range(model.W.shape[1])]
+    matches = [bars.index(t) for t in top3 if t in bars]
+    return len(matches), len(set(matches))
+
+
+bar_units = {method: bars_drawn(model) for method, (model, _) in hm_runs.items()}
+for method, (units, distinct) in bar_units.items():
+    print(f"{method:10s}: {units} of 6 units draw a single bar, {distinct} distinct bars of 6")
+
+# %% [markdown]
 # Left: the exact cross-entropy, which both runs push down towards the data entropy without reaching it in this
-# budget: like EM, both settle in local optima, where the six latent units do not each stand for one bar (the
-# true machine's code) but share the work in a more tangled code (compare the dreams with the training images). Middle: the ELBO gap on the
-# data, $\mathrm{KL}(q\,\|\,p(z \mid x))$, which the ELBO run minimizes directly and wake-sleep only
-# indirectly. Right: the inclusive KL on dreams, the sleep phase's own objective. The wake phase of both runs
+# budget: like EM, both settle in local optima. Where fewer than six units draw single bars (the counts above),
+# the latent units share the work in a more tangled code than the true machine's one-unit-per-bar code (compare
+# the dreams with the training images). Middle: the ELBO gap on the data, $\mathrm{KL}(q\,\|\,p(z \mid x))$,
+# which the ELBO run minimizes directly and wake-sleep only indirectly. Right: the forward KL on dreams,
+# $\mathrm{KL}(p(z \mid x)\,\|\,q)$, the sleep phase's own objective. The wake phase of both runs
 # follows the same $\theta$-gradient; what differs is how each trains $q$, and a worse $q$ also slows the
 # learning of $p$, since the wake phase learns from $q$'s guesses.
 #
@@ -994,15 +1034,15 @@ def fit_factorized(direction):
 
     def closure():
         opt.zero_grad()
-        kl = kl_both(bernoulli_log_prob(logits, Z2), log_post2)[0 if direction == "exclusive" else 1]
+        kl = kl_both(bernoulli_log_prob_logits(Z2, logits), log_post2)[0 if direction == "reverse" else 1]
         kl.backward()
         return kl
 
     opt.step(closure)
-    return bernoulli_log_prob(logits, Z2).detach()                 # log q over the 4 states
+    return bernoulli_log_prob_logits(Z2, logits).detach()          # log q over the 4 states
 
 # %%
-log_q_excl, log_q_incl = fit_factorized("exclusive"), fit_factorized("inclusive")
+log_q_excl, log_q_incl = fit_factorized("reverse"), fit_factorized("forward")
 print("state (z1, z2):            " + "  ".join(f"({int(a)}, {int(b)})" for a, b in Z2.tolist()))
 for name, lq in (("posterior p(z | x = 1)", log_post2), ("q by KL(q || p), ELBO", log_q_excl),
                  ("q by KL(p || q), sleep", log_q_incl)):
@@ -1010,12 +1050,12 @@ for name, lq in (("posterior p(z | x = 1)", log_post2), ("q by KL(q || p), ELBO"
     print(f"{name:24s}: " + "  ".join(f"{v:6.3f}" for v in lq.exp().tolist()) + kls)
 post_marginals = (log_post2.exp()[:, None] * Z2).sum(0)
 incl_marginals = (log_q_incl.exp()[:, None] * Z2).sum(0)
-assert torch.allclose(incl_marginals, post_marginals, atol=1e-4)   # inclusive KL = matching the marginals
+assert torch.allclose(incl_marginals, post_marginals, atol=1e-4)   # forward KL = matching the marginals
 
 # %% [markdown]
-# The inclusive fit (the sleep phase's objective) reproduces the posterior marginals, about 0.52 for each cause,
+# The forward-KL fit (the sleep phase's objective) reproduces the posterior marginals, about 0.52 for each cause,
 # as moment matching must for a factorized $q$; but as a joint distribution it then puts a quarter of its mass on
-# "no cause", which the posterior all but rules out. The exclusive fit (the ELBO's) commits to one explanation,
+# "no cause", which the posterior all but rules out. The reverse-KL fit (the ELBO's) commits to one explanation,
 # mostly one cause and not the other, and ignores the equally good alternative: the mode seeking of sections 5
 # and 6. Wake-sleep trains its recognition model to cover the posterior, variational inference to pick a mode.
 #
@@ -1036,6 +1076,8 @@ record(LECTURE, "mean_field_var_ratio", mf_var_ratio, "ratio", note="mean-field 
 for method, (_, history) in hm_runs.items():
     record(LECTURE, method.replace("-", "_").lower() + "_cross_entropy", history["cross-entropy"][-1],
            "nats per image", n_data=len(x_bars), wall_time_s=ws_time / 2, note=f"data entropy {entropy:.4f}")
+    record(LECTURE, method.replace("-", "_").lower() + "_bar_units", bar_units[method][0], "units of 6",
+           note=f"latent units whose 3 strongest generative weights form one bar; {bar_units[method][1]} distinct bars")
 
 # %% [markdown]
 # ## Summary
@@ -1044,15 +1086,18 @@ for method, (_, history) in hm_runs.items():
 #   sum or integral over $z$ in $p(x)$ and in $p(z \mid x)$.
 # - **EM** fits a Gaussian mixture by alternating Bayes' rule (E-step, responsibilities in log space) and
 #   weighted maximum likelihood (M-step). It is coordinate ascent on the ELBO, so the likelihood never
-#   decreases; ours matches scikit-learn's to about $10^{-12}$ nats per point from the same start.
+#   decreases; ours matches scikit-learn's to rounding error (the differences printed in section 2) from the
+#   same start.
 # - **Importance sampling** estimates $p(x)$ without bias, and $\log p(x)$ with a downward (Jensen) bias; its
 #   variance depends on how close the proposal is to the posterior, by orders of magnitude.
 # - **The ELBO**: $\log p(x) = \mathrm{ELBO}(q) + \mathrm{KL}(q\,\|\,p(z \mid x))$, exact, and tight at the
 #   posterior. Maximizing it over $q$ is approximate inference; over $\theta$, approximate learning.
 # - **Mean field** optimizes one factor at a time, $q_j \propto \exp \mathbb E_{q_{-j}} \log p(x, z)$; the ELBO
 #   rises monotonically, but correlated posteriors come out too narrow.
-# - **KL(q‖p)** seeks a mode, **KL(p‖q)** covers the mass, and the $\alpha$-divergences interpolate.
-# - **Wake-sleep** trains $p$ with the ELBO's gradient and $q$ with the inclusive KL on dreams: two objectives.
+# - The reverse $\mathrm{KL}(q\,\|\,p)$ seeks a mode, the forward $\mathrm{KL}(p\,\|\,q)$ covers the mass, and the
+#   $\alpha$-divergences interpolate.
+# - **Wake-sleep** trains $p$ with the ELBO's gradient and $q$ with the forward (inclusive) KL on dreams: two
+#   objectives.
 #   Lecture 05 replaces it by one objective, the ELBO, with reparameterized gradients: the VAE.
 #
 # ## References
