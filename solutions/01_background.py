@@ -64,7 +64,6 @@ CLF_REPEATS = budget(smoke=2, standard=10, full=50)  # training sets drawn per s
 LR_STEPS = budget(smoke=60, standard=300, full=1000)  # full-batch Adam steps per logistic regression
 N_SAMPLES = budget(smoke=5000, standard=20000, full=200000)  # ancestral samples of the small network
 N_MNIST_TRAIN = budget(smoke=5000, standard=60000, full=60000)
-N_MNIST_TEST = budget(smoke=500, standard=None, full=None)  # None: the whole test split on disk
 SOFTMAX_EPOCHS = budget(smoke=1, standard=3, full=10)  # epochs of softmax regression on MNIST
 
 # %% [markdown]
@@ -529,7 +528,8 @@ print(f"w = {logreg.linear.weight.detach().cpu().numpy().round(2)}, b = {logreg.
 #
 # Write `fit_gda(x, y, num_classes)` for `x` of shape $(N, D)$ and integer labels `y` of shape $(N,)$,
 # returning `(pi, mu, Sigma)` of shapes $(C,)$, $(C, D)$ and $(D, D)$: the maximum-likelihood estimates above
-# (note the $1/N$).
+# (note the $1/N$), in the dtype of `x`. The check also feeds float32 data far from the origin, where only the
+# centred form above keeps its digits ($\frac1N\sum_n x_n x_n^\top - \dots$ cancels catastrophically).
 
 # %% tags=["solution:ex5_gda_fit"]
 def fit_gda(x, y, num_classes):
@@ -650,11 +650,13 @@ for name, acc in curves_by_data.items():
               f"logistic regression {acc['logistic regression'][i].mean():.3f}")
 
 # %% [markdown]
-# When its assumptions hold, the generative classifier uses the data more efficiently: it is ahead for small
-# training sets, and both meet at the same accuracy. When they do not hold, the discriminative classifier wins,
-# here at every size, because it spends nothing on modelling $p(x)$ and is not misled by a wrong model of it.
-# Ng and Jordan (2002) made this trade-off precise: a discriminative model has the lower asymptotic error, a
-# generative model may approach its own (higher) asymptote much faster. For classification alone,
+# When its assumptions hold, the generative classifier loses nothing: on the Gaussian data both reach about
+# the same accuracy at every size. (These two classes are almost separable, so there is little room for the
+# small-sample advantage that theory allows GDA; compare the printed numbers, which differ by less than their
+# error bars.) When its assumptions do not hold, the discriminative classifier wins, here at every size, because
+# it spends nothing on modelling $p(x)$ and is not misled by a wrong model of it. Ng and Jordan (2001) made
+# the trade-off precise: a discriminative model has the lower asymptotic error, a generative model may approach
+# its own (higher) asymptote faster, with fewer examples, on problems harder than this one. For classification alone,
 # discriminative models usually win; in the rest of this course we want $p(x)$ itself, and there is no way
 # around modelling it.
 
@@ -836,8 +838,8 @@ plot.scatter_2d(gmm.sample(n_test), ax=axes[3], lim=3.5, title="samples from the
 plt.show()
 
 # %% [markdown]
-# The mixture wins clearly: a handful of smooth, elongated bumps fit the moons better than a thousand
-# independent cells, and its capacity grows with $K$ without cutting space into ever smaller boxes. Both
+# The mixture wins clearly: a few smooth, elongated bumps (as many as validation chose, printed above) fit the
+# moons better than a thousand independent cells, and its capacity grows with $K$ without cutting space into ever smaller boxes. Both
 # models are still honest density estimators, normalized and evaluated on data they never saw.
 
 # %% [markdown]
@@ -891,7 +893,7 @@ print("  ".join(f"d={d}: {e:.2f}" for d, e in zip(dims, empty, strict=True)))
 
 # %%
 images, labels = mnist.load_mnist("train", n=N_MNIST_TRAIN)
-test_images, test_labels = mnist.load_mnist("test", n=N_MNIST_TEST)
+test_images, test_labels = mnist.test_split(smoke=500)  # the course's test set for this mode
 probs = mnist.to_unit(images).reshape(-1, 784).to(device)  # (N, 784) Bernoulli means pixel / 255
 x_test_mnist = mnist.binarize_fixed(test_images, seed=0).reshape(-1, 784).to(device)  # (M, 784) in {0, 1}
 labels, test_labels = labels.to(device), test_labels.to(device)
@@ -909,13 +911,17 @@ print(f"{in_train} of {len(x_test_mnist)} binarized test images occur in the bin
 # No test image occurs in the training set: a histogram over images (the full joint) would give every one of
 # them the pseudo-count only.
 #
-# **The fully independent model** $p(x) = \prod_i \theta_i^{x_i}(1 - \theta_i)^{1 - x_i}$ has the maximum-likelihood
+# **The fully independent model** $p(x) = \prod_i \theta_i^{x_i}(1 - \theta_i)^{1 - x_i}$, whose log we write
+# `bernoulli_log_prob(x, theta)`: the data first, then the Bernoulli means (probabilities). The whole course keeps
+# this name and argument order; the variant that takes logits instead of probabilities is called
+# `bernoulli_log_prob_logits(x, logits)`, data first too. It has the maximum-likelihood
 # estimate $\hat\theta_i = \frac{1}{N}\sum_n p_{n,i}$, the mean image. We add one pseudo-count to each outcome
 # (some border pixels are never on in the training set, and a single "on" test pixel there would cost an
 # infinite NLL).
 
 # %%
-def bernoulli_log_prob(x, theta):  # sum_i log Bernoulli(x_i; theta_i): x (M, 784), theta (784,) -> (M,)
+def bernoulli_log_prob(x, theta):
+    """sum_i log Bernoulli(x_i; theta_i): data x (M, D) in {0, 1} first, then the means theta (D,) in (0, 1) -> (M,)."""
     return (x * theta.log() + (1 - x) * (1 - theta).log()).sum(-1)
 
 
@@ -981,9 +987,12 @@ plot.image_grid(grid_samples.reshape(-1, 28, 28).float(), nrow=8, ax=axes[2],
 plt.show()
 
 # %% [markdown]
-# Two parents per pixel take the test NLL from about 199 to about 116 nats, with four times the parameters:
+# Two parents per pixel take the test NLL from about 199<!-- r:mnist_independent_test_nll --> to about
+# 116<!-- r:mnist_grid_bayes_net_test_nll --> nats, with four times the parameters:
 # the samples now have strokes and blobs, though nothing like digits, because a pixel sees only two
-# neighbours. Published models reach about 80 nats under this protocol (lectures 02 to 05).
+# neighbours. The models of lectures 02 to 05 learn far richer conditionals (MADE reaches
+# 91<!-- r:02_autoregressive_models/made_test_nll --> nats in lecture 02's standard run); published models reach about 80 nats, on the statically binarized MNIST of their papers (lecture 02
+# compares the protocols).
 #
 # **A generative classifier on MNIST.** One independent-pixel model per class, $p(x \mid y = c)$, plus the class
 # frequencies, classifies by Bayes rule (exercise 2): this is **naive Bayes**. Its discriminative counterpart
@@ -1051,8 +1060,8 @@ print(f"wall time of the notebook: {wall:.1f} s in {MODE} mode")
 #   be sampled, evaluated on new data, and inverted by Bayes rule to classify or to infer latent features.
 # - A joint over $n$ binary variables needs $2^n - 1$ numbers; the chain rule is exact but saves nothing.
 #   Independence ($n$), a Markov chain ($2n - 1$) and Bayes nets ($\sum_i 2^{\lvert\mathrm{pa}(i)\rvert}$) trade
-#   expressiveness for size. On MNIST, two parents per pixel instead of none take the test NLL from about 200 to
-#   under 120 nats.
+#   expressiveness for size. On MNIST, two parents per pixel instead of none take the test NLL from about
+#   199<!-- r:mnist_independent_test_nll --> to about 116<!-- r:mnist_grid_bayes_net_test_nll --> nats.
 # - The chain rule **evaluates** a Bayes net, **ancestral sampling** draws from it, and **Bayes rule**, computed
 #   with `logsumexp`, inverts it; observing a common effect makes independent causes dependent (explaining away).
 # - A mixture of Gaussians is the Bayes net $Z \to X$: latent variables make simple pieces flexible, and the

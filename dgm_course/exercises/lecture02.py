@@ -1,5 +1,6 @@
 """Checks for lecture 02 (autoregressive models): the FVSBN mask, the sampling loop, NADE's running-sum forward
-pass, MADE's masks from connectivity numbers, and the log-likelihood of a mask ensemble.
+pass, MADE's masks from connectivity numbers, MADE's forward pass and loss, and the log-likelihood of a mask
+ensemble.
 
 Every check builds its own random problem from a fixed seed and computes the reference independently of the
 lecture: autoregressive structure through the autograd Jacobian (`checks.check_autoregressive`), NADE against
@@ -20,17 +21,6 @@ from .. import checks
 DOUBLE = torch.float64
 
 
-def _call(what: str, fn: Callable, *args, **kwargs):
-    """Call the student's function; a NotImplementedError (the stub) passes through unchanged."""
-    try:
-        return fn(*args, **kwargs)
-    except NotImplementedError:
-        raise
-    except Exception as err:  # a crash is reported as a failed check with the error in the message
-        checks.fail(f"{what} raised {type(err).__name__}", "a result", str(err)[:200],
-                    "run the function on a small input and look at the shapes")
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Exercise 1: the FVSBN mask
 # ----------------------------------------------------------------------------------------------------------
@@ -39,19 +29,24 @@ def _call(what: str, fn: Callable, *args, **kwargs):
 def check_fvsbn_mask(fvsbn_mask: Callable[[int], torch.Tensor]) -> None:
     """Exercise 1: `fvsbn_mask(D)` is the (D, D) 0/1 mask with M[i, j] = 1 exactly when j < i."""
     for D, seed in ((6, 0), (11, 1)):
-        M = _call("fvsbn_mask", fvsbn_mask, D)
+        M = checks.plain(f"fvsbn_mask({D})", fvsbn_mask(D))
         checks.check_tensor(f"fvsbn_mask({D})", M, shape=(D, D))
         values = torch.unique(M.detach().cpu().float())
         if not all(v in (0.0, 1.0) for v in values.tolist()):
             checks.fail(f"fvsbn_mask({D}) is not a 0/1 mask", "entries 0 and 1 only", f"values {values.tolist()}")
         g = torch.Generator().manual_seed(seed)
         W, b = torch.randn(D, D, generator=g), torch.randn(D, generator=g)
-        M = M.detach().cpu().float()
+        M = M.cpu().float()
 
         def logits(x, W=W, b=b, M=M):                       # (B, D) -> (B, D): the FVSBN's masked linear layer
             return F.linear(x, W * M, b)
 
         checks.check_autoregressive(logits, D, require_all=True, seed=seed, name=f"a linear layer with fvsbn_mask({D})")
+    M = checks.plain("fvsbn_mask(1)", fvsbn_mask(1))                   # the edge case: one pixel, no context
+    checks.check_tensor("fvsbn_mask(1)", M, shape=(1, 1))
+    if float(M.reshape(())) != 0.0:
+        checks.fail("fvsbn_mask(1) is wrong", "[[0.]]: a single pixel has no pixel before it",
+                    f"[[{float(M.reshape(())):g}]]", "M[i, j] = 1 only when j < i")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -99,7 +94,7 @@ def check_sampler(sample_autoregressive: Callable) -> None:
     def unconditional(temperature):
         def sample(count, generator):
             x = torch.zeros(count, 3)
-            out = _call("sample_autoregressive", sample_autoregressive, model.logits, x, 0, temperature, generator)
+            out = checks.plain("the sampled x", sample_autoregressive(model.logits, x, 0, temperature, generator))
             checks.check_tensor("the sampled x", out, shape=(count, 3))
             values = torch.unique(out.detach()).tolist()
             if not set(values) <= {0.0, 1.0}:
@@ -116,11 +111,29 @@ def check_sampler(sample_autoregressive: Callable) -> None:
         checks.fail("sample_autoregressive calls the model too few times", "one call per sampled pixel (3 here)",
                     f"{model.calls} call(s)", "pixel i must be drawn after pixels 0..i-1, from logits computed with them")
 
+    # the generator alone decides the draws: the same seed gives the same samples, the global RNG is untouched
+    x = torch.zeros(50, 3)
+    state = torch.get_rng_state()
+    first = checks.plain("the sampled x", sample_autoregressive(model.logits, x.clone(), 0, 1.0,
+                                                                torch.Generator().manual_seed(7)))
+    if not torch.equal(state, torch.get_rng_state()):
+        checks.fail("sample_autoregressive uses the global random number generator", "draws from `generator` only",
+                    "torch's global random state changed", "pass generator=generator to torch.bernoulli")
+    second = checks.plain("the sampled x", sample_autoregressive(model.logits, x.clone(), 0, 1.0,
+                                                                 torch.Generator().manual_seed(7)))
+    if not torch.equal(first, second):
+        checks.fail("sample_autoregressive is not reproducible", "the same samples from two generators with one seed",
+                    "different samples", "draw every pixel with torch.bernoulli(p, generator=generator)")
+    sample_autoregressive(model.logits, x, 0, 1.0, torch.Generator().manual_seed(8))
+    if not torch.equal(x, torch.zeros(50, 3)):
+        checks.fail("sample_autoregressive changed its input x in place", "x left as it was (fill a copy)",
+                    "x was modified", "start with x = x.clone()")
+
     # conditioning: x_0 given (half the rows 0, half 1), x_1 and x_2 drawn
     def conditional(count, generator):
         x = torch.zeros(count, 3)
         x[count // 2:, 0] = 1.0
-        out = _call("sample_autoregressive", sample_autoregressive, model.logits, x.clone(), 1, 1.0, generator)
+        out = checks.plain("the completed x", sample_autoregressive(model.logits, x.clone(), 1, 1.0, generator))
         checks.check_tensor("the completed x", out, shape=(count, 3))
         if not torch.equal(out[:, 0], x[:, 0]):
             checks.fail("sample_autoregressive changed the given pixels", "x[:, :start] returned unchanged",
@@ -161,13 +174,21 @@ def check_nade_logits(nade_logits: Callable) -> None:
         c, b = torch.randn(H, generator=g, dtype=DOUBLE), torch.randn(D, generator=g, dtype=DOUBLE)
         x = torch.bernoulli(torch.full((6, D), 0.4, dtype=DOUBLE), generator=g)
         extra = () if g_name is None else (torch.tanh,)       # the default g, then g = tanh passed explicitly
-        found = _call("nade_logits", nade_logits, x.clone(), W, c, V, b, *extra)
+        inputs = (x, W, c, V, b)
+        copies = [t.clone() for t in inputs]
+        found = checks.plain("nade_logits(x, W, c, V, b)", nade_logits(*copies, *extra))
         checks.check_tensor("nade_logits(x, W, c, V, b)", found, shape=(6, D))
+        for name, before, after in zip("x W c V b".split(), inputs, copies, strict=True):
+            if not torch.equal(before, after):
+                checks.fail(f"nade_logits changed its argument {name} in place", f"{name} left as it was",
+                            "modified values", "build the running sum in a new tensor (a = a + ..., not a += ... "
+                            "on a view of c)")
         checks.check_close(f"NADE logits (g = {g_name or 'the default, sigmoid'})", found,
-                           nade_logits_naive(x, W, c, V, b, *extra), atol=1e-8, rtol=1e-6,
+                           nade_logits_naive(x, W, c, V, b, *extra), *checks.tolerance(found.dtype, 10),
                            hint="a_1 = c, and a_{i+1} = a_i + W[:, i] x_i only after the logit of x_i is computed; "
                                 "logit_i = b_i + V[i] . g(a_i), with the g that was passed")
-        checks.check_autoregressive(lambda v, W=W, c=c, V=V, b=b, e=extra: nade_logits(v.double(), W, c, V, b, *e),
+        checks.check_autoregressive(lambda v, W=W, c=c, V=V, b=b, e=extra: checks.plain(
+                                        "nade_logits", nade_logits(v.double(), W, c, V, b, *e), differentiable=True),
                                     D, require_all=True, seed=seed, name="nade_logits")
 
 
@@ -196,14 +217,18 @@ def check_made_masks(made_masks: Callable) -> None:
     for D, hidden, seed in ((7, (12,), 0), (8, (10, 9), 1)):
         g = torch.Generator().manual_seed(seed)
         m = _degrees(D, hidden, g)
-        masks = _call("made_masks", made_masks, [t.clone() for t in m])
+        masks = made_masks([t.clone() for t in m])
         if not isinstance(masks, (list, tuple)) or len(masks) != len(hidden) + 1:
             checks.fail("made_masks returns the wrong number of masks", f"a list of {len(hidden) + 1} masks",
                         f"{type(masks).__name__} of length {len(masks) if hasattr(masks, '__len__') else '?'}",
                         "one mask per weight matrix: L hidden layers and the output layer")
         sizes = [D, *hidden, D]
+        masks = [checks.plain(f"mask {i}", M) for i, M in enumerate(masks)]
         for i, M in enumerate(masks):
             checks.check_tensor(f"mask {i}", M, shape=(sizes[i + 1], sizes[i]))
+            if not ((M == 0) | (M == 1)).all():
+                checks.fail(f"mask {i} is not a 0/1 mask", "entries 0 and 1 only",
+                            f"values from {float(M.min()):g} to {float(M.max()):g}")
         weights = [torch.randn(sizes[i + 1], sizes[i], generator=g, dtype=DOUBLE) for i in range(len(masks))]
         biases = [0.1 * torch.randn(sizes[i + 1], generator=g, dtype=DOUBLE) for i in range(len(masks))]
         masks = [M.detach().cpu().to(DOUBLE) for M in masks]
@@ -221,26 +246,188 @@ def check_made_masks(made_masks: Callable) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Exercise 5: the log-likelihood of a mask ensemble
+# Exercise 5: MADE's forward pass and negative log-likelihood
 # ----------------------------------------------------------------------------------------------------------
 
-@checks.exercise("ex5_mask_ensemble", "Exercise 5: the ensemble log-likelihood")
+def _made_problem(D: int, hidden: tuple[int, ...], seed: int, scale: float = 1.0, direct: bool = True):
+    """A random MADE (float32): weights, biases, masks from covering connectivity numbers and a random
+    ordering, direct weights and their mask; and the ordering (the input seen first comes first)."""
+    g = torch.Generator().manual_seed(seed)
+    m = _degrees(D, hidden, g)
+    masks = [(m_l[:, None] >= m_prev[None, :]).float() for m_prev, m_l in zip(m[:-1], m[1:], strict=True)]
+    masks.append((m[0][:, None] > m[-1][None, :]).float())
+    sizes = [D, *hidden, D]
+    weights = [scale * torch.randn(sizes[i + 1], sizes[i], generator=g) / math.sqrt(sizes[i])
+               for i in range(len(sizes) - 1)]
+    biases = [0.3 * torch.randn(sizes[i + 1], generator=g) for i in range(len(sizes) - 1)]
+    A = scale * torch.randn(D, D, generator=g) / math.sqrt(D) if direct else None
+    mask_A = (m[0][:, None] > m[0][None, :]).float() if direct else None
+    return weights, biases, masks, A, mask_A, torch.argsort(m[0]).tolist()
+
+
+def _made_reference(x, weights, biases, masks, A=None, mask_A=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference in float64: logits (B, D) and -log p(x) (B,) by log-sigmoids."""
+    h = x.double()
+    for i, (W, b, M) in enumerate(zip(weights, biases, masks, strict=True)):
+        h = F.linear(h, W.double() * M.double(), b.double())
+        h = torch.relu(h) if i < len(weights) - 1 else h
+    if A is not None:
+        h = h + F.linear(x.double(), A.double() * mask_A.double())
+    log_p = (x.double() * F.logsigmoid(h) + (1 - x.double()) * F.logsigmoid(-h)).sum(1)
+    return h, -log_p
+
+
+def _made_outputs(made_forward: Callable, x, weights, biases, masks, A=None, mask_A=None,
+                  differentiable: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Call the student's made_forward and return its (logits, nll) as plain tensors, shapes checked."""
+    out = made_forward(x, list(weights), list(biases), list(masks), A, mask_A)
+    if not isinstance(out, tuple) or len(out) != 2:
+        checks.fail("made_forward returns the wrong thing", "a pair (logits, nll)",
+                    f"{type(out).__name__}" + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""),
+                    "return the logits of all D conditionals and the per-image negative log-likelihood")
+    logits = checks.plain("the logits", out[0], differentiable=differentiable)
+    nll = checks.plain("the nll", out[1], differentiable=differentiable)
+    B, D = x.shape
+    checks.check_tensor("the logits", logits, shape=(B, D), finite=False)
+    checks.check_tensor("the nll (one value per image: shape (B,))", nll, shape=(B,), finite=False)
+    return logits, nll
+
+
+@checks.exercise("ex5_made_forward", "Exercise 5: MADE's forward pass and loss")
+def check_made_forward(made_forward: Callable) -> None:
+    """Exercise 5: `made_forward(x, weights, biases, masks, A, mask_A)` -> (logits (B, D), nll (B,)) of a MADE
+    with ReLU hidden layers and masked direct connections; nll = -log p(x), differentiable in the weights."""
+    # 1. The autoregressive property through the Jacobian, with every earlier input reached (2 hidden layers).
+    for D, hidden, seed in ((6, (10,), 0), (7, (9, 8), 1)):
+        weights, biases, masks, A, mask_A, order = _made_problem(D, hidden, seed)
+        try:
+            checks.check_autoregressive(lambda v, w=weights, b=biases, m=masks, a=A, ma=mask_A:
+                                        _made_outputs(made_forward, v, w, b, m, a, ma, differentiable=True)[0],
+                                        D, order=order, require_all=True, seed=seed,
+                                        name=f"made_forward's logits ({len(hidden)} hidden layer(s), a random ordering)")
+        except checks.CheckError as err:
+            if "drops connections" not in str(err):
+                raise
+            what, expected, found = (line.split(":", 1)[-1].strip() for line in str(err).splitlines()[:3])
+            checks.fail(what, expected, found, "ReLU units can be off, so the direct term (A * mask_A) x is what "
+                        "guarantees every earlier input a path: add it whenever A is given")
+
+    # 2. The logits and the exact negative log-likelihood on all 2^D images of a tiny model; p sums to one.
+    D = 6
+    weights, biases, masks, A, mask_A, _ = _made_problem(D, (10, 8), seed=2)
+    states = torch.cartesian_prod(*[torch.tensor([0.0, 1.0])] * D)            # (64, 6): every binary image
+    for with_direct in (True, False):
+        a, ma = (A, mask_A) if with_direct else (None, None)
+        logits, nll = _made_outputs(made_forward, states.clone(), weights, biases, masks, a, ma)
+        ref_logits, ref_nll = _made_reference(states, weights, biases, masks, a, ma)
+        what = "with direct connections" if with_direct else "without direct connections (A = None)"
+        atol, rtol = checks.tolerance(torch.float32, 10)
+        checks.check_close(f"the logits {what}", logits, ref_logits, atol=atol, rtol=rtol,
+                           hint="h = relu((W * M) h + b) in every hidden layer, no ReLU on the output layer, and "
+                                "the direct term (A * mask_A) x added to the output when A is given")
+        total = nll.double().neg().exp().sum()
+        if not abs(float(total) - 1) < 1e-4:
+            checks.fail(f"exp(-nll) summed over all {2 ** D} binary images is not 1 ({what})",
+                        "sum_x p(x) = 1", f"{float(total):.6g}",
+                        "nll must be -log p(x) = -sum_d [x_d log sigma(l_d) + (1 - x_d) log(1 - sigma(l_d))], "
+                        "summed over the D pixels of each image")
+        checks.check_close(f"the nll {what}", nll, ref_nll, atol=atol, rtol=rtol,
+                           hint="-log p(x) sums the binary cross-entropy of every pixel, with its logit")
+
+    # 3. A confident model (logits of size 100): the nll must stay finite and exact in float32.
+    weights, biases, masks, A, mask_A, _ = _made_problem(D, (10,), seed=3, scale=25.0)
+    x = torch.bernoulli(torch.full((16, D), 0.5), generator=torch.Generator().manual_seed(3))
+    _, nll = _made_outputs(made_forward, x.clone(), weights, biases, masks, A, mask_A)
+    ref_logits, ref_nll = _made_reference(x, weights, biases, masks, A, mask_A)
+    if not torch.isfinite(nll).all():
+        checks.fail(f"the nll of a confident model (logits up to {ref_logits.abs().max():.0f}) is not finite",
+                    "finite values", "inf or NaN",
+                    "in float32, 1 - sigmoid(17) rounds to 0 and sigmoid(-104) underflows to 0, and log(0) = -inf: "
+                    "compute log sigma(l) from the logit (F.logsigmoid, or F.binary_cross_entropy_with_logits)")
+    checks.check_close(f"the nll of a confident model (logits up to {ref_logits.abs().max():.0f})", nll, ref_nll,
+                       atol=1e-3, rtol=1e-5, hint="compute log sigma(l) from the logit (F.logsigmoid), "
+                       "not log(sigmoid(l)) with a clamp, which cannot go below the clamp's value")
+
+    # 4. Differentiable in every weight, with the gradient of the exact loss.
+    weights, biases, masks, A, mask_A, _ = _made_problem(D, (10,), seed=4)
+    params = [t.clone().requires_grad_(True) for t in (*weights, *biases, A)]
+    x = torch.bernoulli(torch.full((8, D), 0.4), generator=torch.Generator().manual_seed(4))
+    n_w = len(weights)
+    with torch.enable_grad():
+        _, nll = _made_outputs(made_forward, x.clone(), params[:n_w], params[n_w:2 * n_w], masks, params[-1],
+                               mask_A, differentiable=True)
+        if not nll.requires_grad:
+            checks.fail("the nll is not differentiable", "a tensor that carries gradients to the weights",
+                        "a tensor without a grad_fn (detached, or rebuilt from .item() or numpy)",
+                        "the lecture trains MADE by backpropagating through this nll: keep it in torch")
+        grads = torch.autograd.grad(nll.mean(), params, allow_unused=True)
+        ref_params = [p.detach().double().requires_grad_(True) for p in params]
+        _, ref_nll = _made_reference(x, ref_params[:n_w], ref_params[n_w:2 * n_w], masks, ref_params[-1], mask_A)
+        ref_grads = torch.autograd.grad(ref_nll.mean(), ref_params)
+    names = [f"weights[{i}]" for i in range(n_w)] + [f"biases[{i}]" for i in range(n_w)] + ["A"]
+    for name, found, expected in zip(names, grads, ref_grads, strict=True):
+        found = torch.zeros_like(expected) if found is None else found
+        checks.check_close(f"the gradient of nll.mean() with respect to {name}", found, expected,
+                           atol=1e-4, rtol=1e-4, hint="every weight must reach the nll through torch operations")
+
+    # 5. Training: 30 Adam steps on a fixed batch lower the exact loss as much as the reference's steps do.
+    D, hidden = 8, (24,)
+    weights, biases, masks, A, mask_A, _ = _made_problem(D, hidden, seed=5)
+    x = torch.bernoulli(torch.rand(64, D, generator=torch.Generator().manual_seed(5)) ** 2)
+    start = float(_made_reference(x, weights, biases, masks, A, mask_A)[1].mean())
+
+    def train(loss_fn):
+        params = [t.clone().requires_grad_(True) for t in (*weights, *biases, A)]
+        optimizer = torch.optim.Adam(params, lr=0.03)
+        with torch.enable_grad():
+            for _ in range(30):
+                optimizer.zero_grad()
+                loss = loss_fn(params)
+                loss.backward()
+                optimizer.step()
+        p = [t.detach() for t in params]
+        return float(_made_reference(x, p[:len(weights)], p[len(weights):-1], masks, p[-1], mask_A)[1].mean())
+
+    def student_loss(p):
+        _, nll = _made_outputs(made_forward, x.clone(), p[:len(weights)], p[len(weights):-1], masks, p[-1],
+                               mask_A, differentiable=True)
+        return nll.mean()
+
+    found = train(student_loss)
+    expected = train(lambda p: _made_reference(x, p[:len(weights)], p[len(weights):-1], masks, p[-1],
+                                               mask_A)[1].mean().float())
+    if not abs(found - expected) <= 2e-3 * abs(expected) + 1e-3:
+        checks.fail("30 Adam steps on nll.mean() do not lower the exact loss like the reference",
+                    f"{start:.4f} -> {expected:.4f} nats per image", f"{start:.4f} -> {found:.4f}",
+                    "train on the mean of your per-image nll; every weight must get its gradient")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Exercise 6: the log-likelihood of a mask ensemble
+# ----------------------------------------------------------------------------------------------------------
+
+@checks.exercise("ex6_mask_ensemble", "Exercise 6: the ensemble log-likelihood")
 def check_ensemble_log_prob(ensemble_log_prob: Callable[[torch.Tensor], torch.Tensor]) -> None:
-    """Exercise 5: `ensemble_log_prob(log_p)` maps (K, N) per-mask log-likelihoods to the (N,) log-likelihood of
+    """Exercise 6: `ensemble_log_prob(log_p)` maps (K, N) per-mask log-likelihoods to the (N,) log-likelihood of
     the mixture (1/K) sum_k p_k(x)."""
     g = torch.Generator().manual_seed(5)
     for K, N, scale in ((4, 7, 3.0), (9, 5, 20.0)):
-        log_p = -90.0 + scale * torch.randn(K, N, generator=g, dtype=DOUBLE)   # MNIST-sized log-likelihoods
-        found = _call("ensemble_log_prob", ensemble_log_prob, log_p.clone())
+        log_p = -90.0 + scale * torch.randn(K, N, generator=g)               # MNIST-sized log-likelihoods, float32
+        found = checks.plain("ensemble_log_prob(log_p)", ensemble_log_prob(log_p.clone()))
         checks.check_tensor("ensemble_log_prob(log_p)", found, shape=(N,))
-        expected = torch.logsumexp(log_p, 0) - math.log(K)
-        checks.check_close("the ensemble log-likelihood", found, expected, atol=1e-6, rtol=1e-7,
+        expected = torch.logsumexp(log_p.double(), 0) - math.log(K)
+        checks.check_close("the ensemble log-likelihood", found, expected,
                            hint="average the probabilities p_k(x), not the log-probabilities, and do it in log "
                                 "space: exp(-90) is fine, exp(-800) is 0 in float32")
     big = -800.0 + 5.0 * torch.randn(3, 4, generator=g)                    # float32; exp underflows to 0
-    found = _call("ensemble_log_prob", ensemble_log_prob, big.clone())
-    if not isinstance(found, torch.Tensor) or found.shape != (4,) or not torch.isfinite(found).all():
+    found = checks.plain("ensemble_log_prob(log_p)", ensemble_log_prob(big.clone()))
+    checks.check_tensor("ensemble_log_prob(log_p)", found, shape=(4,), finite=False)
+    if not torch.isfinite(found).all():
         checks.fail("the ensemble log-likelihood of very unlikely points is not finite", "finite numbers near -800",
-                    "-inf, NaN or a wrong shape", "exp(-800) underflows: use torch.logsumexp")
+                    "-inf or NaN", "exp(-800) underflows: use torch.logsumexp")
     checks.check_close("the ensemble log-likelihood of very unlikely points", found,
-                       torch.logsumexp(big.double(), 0) - math.log(3), atol=1e-3, rtol=1e-6)
+                       torch.logsumexp(big.double(), 0) - math.log(3))
+    one = -90.0 + torch.randn(1, 5, generator=g)                             # K = 1: the ensemble is the model
+    found = checks.plain("ensemble_log_prob(log_p) with K = 1", ensemble_log_prob(one.clone()))
+    checks.check_tensor("ensemble_log_prob(log_p) with K = 1", found, shape=(5,))
+    checks.check_close("the ensemble log-likelihood with K = 1 mask", found, one[0].double())
