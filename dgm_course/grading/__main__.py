@@ -1,0 +1,7 @@
+"""`python -m dgm_course.grading`: see dgm_course.grading.main."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
