@@ -1,0 +1,47 @@
+"""The headless runner: executed notebooks, results replaced only by a complete run, re-runs skipped."""
+
+import json
+
+import nbformat
+import pytest
+
+from dgm_course import run
+
+ROOT = run.ROOT
+
+
+def test_select_by_number_or_name_and_refuse_unknown():
+    assert [p.stem for p in run.select(["4", "05_variational_autoencoders"])] == [
+        "04_latent_variable_models", "05_variational_autoencoders"]
+    assert len(run.select([])) == len(list((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb")))
+    with pytest.raises(SystemExit, match="expected a lecture number or name"):
+        run.select(["99"])
+
+
+def test_a_lecture_runs_records_and_is_skipped_the_second_time(tmp_path, capsys):
+    out, results = tmp_path / "out", tmp_path / "results"
+    assert run.main(["04", "--mode", "smoke", "--out", str(out), "--results", str(results), "--cold"]) == 0
+    executed = nbformat.read(out / "04_latent_variable_models.smoke.ipynb", as_version=4)
+    assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
+    numbers = json.loads((results / "04_latent_variable_models.smoke.json").read_text())["numbers"]
+    assert any(n["name"] == "em_vs_sklearn_loglik_diff" for n in numbers)
+    table = capsys.readouterr().out
+    assert "| 04_latent_variable_models | smoke | cpu | ok |" in table and "em_vs_sklearn_loglik_diff" in table
+    assert run.main(["04", "--mode", "smoke", "--out", str(out), "--results", str(results)]) == 0
+    assert "skipped" in capsys.readouterr().out
+
+
+def test_a_failed_run_keeps_the_previous_results(tmp_path):
+    notebook = tmp_path / "solutions" / "98_broken.ipynb"
+    notebook.parent.mkdir()
+    code = ("from dgm_course.results import record\nrecord('98_broken', 'x', 1.0, 'unit')\n"
+            "raise RuntimeError('half way')")
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)]), notebook)
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "98_broken.smoke.json").write_text('{"lecture": "98_broken", "mode": "smoke", "numbers": []}')
+    r = run.run_lecture(notebook, "smoke", tmp_path / "out", results)
+    assert r.status.startswith("failed") and "half way" in r.status
+    assert json.loads((results / "98_broken.smoke.json").read_text())["numbers"] == []
+    assert (tmp_path / "out" / "98_broken.smoke.ipynb").is_file()
+    assert not (tmp_path / "out" / "98_broken.smoke.done.json").exists()
