@@ -119,11 +119,12 @@ class Kernel:
             self.env["DGM_DATA_DIR"] = data_dir
         python = [f"{sys.prefix}/bin/python", "-m", "ipykernel_launcher", "-f", self.conn, "--HistoryManager.enabled=False"]
         if sandbox:
-            cmd = ["bwrap", *_system_binds(), *python_binds()]
+            # the tmpfs first: binds are applied in order, so a venv, checkout or data folder under /tmp (a CI
+            # clone) stays visible on top of it
+            cmd = ["bwrap", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", *_system_binds(), *python_binds()]
             if data_dir:
                 cmd += ["--ro-bind", data_dir, data_dir]
-            cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-                    "--bind", str(self.base / "ipc"), str(self.base / "ipc"),
+            cmd += ["--bind", str(self.base / "ipc"), str(self.base / "ipc"),
                     "--bind", str(self.base / "home"), home, "--bind", str(self.base / "work"), work,
                     "--chdir", work, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                     "--clearenv"]
