@@ -168,21 +168,38 @@ def fid(images_a: torch.Tensor, images_b: torch.Tensor, clf: MNISTClassifier | N
     return frechet_distance(*gaussian_stats(features(images_a, clf)), *gaussian_stats(features(images_b, clf)))
 
 
-#: the last HELD_OUT training images: no generative model of the course trains on them (use
-#: `generative_train_split`), so they are real digits unseen by every model, the floor's samples
-HELD_OUT = 5000
+#: HELD_OUT training images, drawn once at random (seed HELD_OUT_SEED), that no generative model of the course
+#: trains on (use `generative_train_split`): real digits unseen by every model, the floor's samples. A random draw,
+#: not the tail of the split: MNIST's training split is not shuffled, and its last images are not like the rest.
+HELD_OUT, HELD_OUT_SEED = 5000, 0
+
+
+def _held_out_index(n_train: int) -> torch.Tensor:
+    """Boolean mask (n_train,) of the held-out training images."""
+    mask = torch.zeros(n_train, dtype=torch.bool)
+    mask[torch.randperm(n_train, generator=torch.Generator().manual_seed(HELD_OUT_SEED))[:HELD_OUT]] = True
+    return mask
 
 
 def generative_train_split(n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """MNIST training images and labels (uint8, int64) for a generative model scored by FID: the first n of the
-    training split less its last HELD_OUT images (all of them when n is None)."""
+    """MNIST training images and labels (uint8, int64) for a generative model scored by FID: the training split
+    less its HELD_OUT held-out images, in the split's order; the first n of them if n is given."""
     images, labels = mnist.load_mnist("train")
-    images, labels = images[:-HELD_OUT], labels[:-HELD_OUT]
+    keep = ~_held_out_index(len(images))
+    images, labels = images[keep], labels[keep]
     if n is not None:
         if not isinstance(n, int) or not 0 < n <= len(images):
             raise ValueError(f"n must be an int in 1..{len(images)}; got {n!r}")
         images, labels = images[:n], labels[:n]
     return images, labels
+
+
+def held_out_images(n: int = HELD_OUT) -> torch.Tensor:
+    """The first n held-out training images (uint8, (n, 28, 28)): real digits no model of the course trained on."""
+    if not isinstance(n, int) or not 1 <= n <= HELD_OUT:
+        raise ValueError(f"n must be an int in 1..{HELD_OUT} (the held-out training images); got {n!r}")
+    images, _ = mnist.load_mnist("train")
+    return images[_held_out_index(len(images))][:n]
 
 
 def fid_reference(smoke: int = 500) -> torch.Tensor:
@@ -191,12 +208,11 @@ def fid_reference(smoke: int = 500) -> torch.Tensor:
 
 
 def fid_floor(n: int, reference: torch.Tensor, clf: MNISTClassifier | None = None) -> float:
-    """The FID of n real held-out training digits against `reference`: what a perfect model scores with n samples.
-    Record it as `fid_floor` beside every FID computed from n generated samples."""
-    images, _ = mnist.load_mnist("train")
+    """The FID of n real held-out training digits (`held_out_images(n)`) against `reference`: what a perfect model
+    of the training data scores with n samples. Record it as `fid_floor` beside every FID from n generated samples."""
     if not isinstance(n, int) or not 2 <= n <= HELD_OUT:
         raise ValueError(f"n must be an int in 2..{HELD_OUT} (the held-out training images); got {n!r}")
-    return fid(mnist.to_unit(images[-n:]), reference, clf)
+    return fid(mnist.to_unit(held_out_images(n)), reference, clf)
 
 
 def confident_fraction(images: torch.Tensor, clf: MNISTClassifier | None = None, threshold: float = 0.9) -> float:

@@ -824,7 +824,7 @@ def train_dcgan(G, D, images, steps, batch=64, lr=2e-4, n_snapshots=6, seed=0):
 from dgm_course import evaluation  # noqa: E402  (the FID protocol and the course classifier, lecture 14)
 
 N_TRAIN = budget(smoke=2000, standard=None, full=None)                   # None: the whole generative split
-train_images, _ = evaluation.generative_train_split(N_TRAIN)             # the last 5000 stay unseen (FID floor)
+train_images, _ = evaluation.generative_train_split(N_TRAIN)             # 5000 held-out digits stay unseen (FID floor)
 x_train = mnist.to_unit(train_images)                                     # (N, 1, 28, 28) in [0, 1]
 DCGAN_STEPS = budget(smoke=30, standard=2000, full=20000)
 torch.manual_seed(0)
@@ -868,7 +868,7 @@ ax.legend()
 #    It is **not** the Inception FID of the literature, so its values are comparable only within this course.
 #    The course's FID protocol (lecture 14): the reference set is the mode's test set
 #    (`evaluation.fid_reference`), and the **floor** is the FID of `N_GEN` real training digits that no model
-#    trained on (the last 5000 of the training split, held out by `evaluation.generative_train_split`) against the
+#    trained on (5000 training digits drawn once at random and held out by `evaluation.generative_train_split`) against the
 #    same reference: what a perfect model would score with the same number of samples. Beside it, the fraction of
 #    samples the classifier assigns to some digit with probability at least 0.9 (`evaluation.confident_fraction`).
 

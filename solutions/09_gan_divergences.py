@@ -796,8 +796,9 @@ plt.tight_layout()
 # layers to 784 sigmoid outputs; the critic is a LeakyReLU MLP with no normalization and no output
 # nonlinearity (it is not a classifier). Hyperparameters from the papers: clipping at $c = 0.01$ with RMSProp at
 # $5 \cdot 10^{-5}$; the penalty with $\lambda = 10$ and Adam at $10^{-4}$ (with the toy script's
-# $\beta_1 = 0.5$, not Algorithm 1's 0); `n_critic = 5` for both. Both train on the training split less its last
-# 5000 images (`evaluation.generative_train_split`), which stay unseen for the FID floor below.
+# $\beta_1 = 0.5$, not Algorithm 1's 0); `n_critic = 5` for both. Both train on the training split less 5000
+# held-out images drawn once at random (`evaluation.generative_train_split`), which stay unseen for the FID floor
+# below.
 
 # %%
 from dgm_course import evaluation  # noqa: E402  (the FID protocol and the course classifier; lecture 14 explains it)

@@ -70,8 +70,11 @@ T0 = time.perf_counter()
 # - **One reference set**: the test set of the current mode (`mnist.test_split`, returned by
 #   `evaluation.fid_reference`): the first 2000 official test images in standard mode, the whole official test split
 #   in full mode, fewer in smoke mode. Its size is printed and recorded, never assumed.
-# - **The models' training data**: the MNIST training split *less its last 5000 images*
-#   (`evaluation.generative_train_split`). No generative model of the course ever sees those 5000 digits.
+# - **The models' training data**: the MNIST training split *less 5000 images drawn once at random*
+#   (`evaluation.generative_train_split`; `evaluation.held_out_images` returns them). No generative model of the
+#   course ever sees those 5000 digits. They are a random draw and not, say, the last 5000: MNIST's training split
+#   is not shuffled, and its tail is not written like the rest, so a floor from the tail would sit far above what a
+#   perfect model of the training data scores.
 # - **One floor**: $N$ of those held-out real digits scored against the reference set (`evaluation.fid_floor`),
 #   with the **same $N$** as the generated samples it is compared with. It is what a perfect model would score with
 #   $N$ samples, and it is recorded as `fid_floor` beside every FID table. Within a lecture every model is scored
@@ -89,9 +92,9 @@ N_TRAIN = budget(smoke=3000, standard=None, full=None)        # None: the whole 
 N_EVAL = budget(smoke=500, standard=2000, full=5000)          # samples per evaluated set: every model, the floor
 train_images, train_labels = evaluation.generative_train_split(N_TRAIN)   # uint8 (N, 28, 28); what models see
 test_images, test_labels = mnist.test_split(smoke=500)                    # the reference set
-held_out = mnist.load_mnist("train")[0][-evaluation.HELD_OUT:]            # the last 5000 training digits
+held_out = evaluation.held_out_images()                                 # 5000 training digits no model sees
 x_train, x_test = mnist.to_unit(train_images), mnist.to_unit(test_images)  # float (N, 1, 28, 28) in [0, 1]
-x_real = mnist.to_unit(held_out[-N_EVAL:])        # "real samples": held-out digits, the floor's images
+x_real = mnist.to_unit(held_out[:N_EVAL])        # "real samples": held-out digits, the floor's images
 gen = torch.Generator().manual_seed(0)
 perm = torch.randperm(len(x_train), generator=gen)
 x_val = x_train[perm[:N_EVAL]]                    # held out from the kernel centres below, for bandwidths
@@ -911,7 +914,7 @@ g = torch.Generator().manual_seed(2)
 keep = torch.rand(N_EVAL, generator=g) < 0.01
 noise = (torch.rand(N_EVAL, 1, 28, 28, generator=g) < 0.5).float()
 rows = {"real digits (memorizer; the floor)": (x_real, None, 0.0),
-        "binarized real digits": (mnist.binarize_fixed(held_out[-N_EVAL:], seed=1), None, 0.0)}
+        "binarized real digits": (mnist.binarize_fixed(held_out[:N_EVAL], seed=1), None, 0.0)}
 rows |= {name: (x, None, seconds[name]) for name, x in samples.items()}
 rows["MADE"] = (samples["MADE"], made_nll, seconds["MADE"])
 rows["VAE (Bernoulli draws)"] = (samples["VAE (Bernoulli draws)"], vae_nll_iw, seconds["VAE (Bernoulli draws)"])

@@ -757,7 +757,7 @@ widgets.interactive_plot(show_denoising, t=widgets.slider(T_SHOWN[len(T_SHOWN) /
 # **not** Inception FID and is not comparable with published numbers) between $N$ generated images and the
 # **reference set**, the test set of the current mode (`evaluation.fid_reference`). FID is biased upwards for
 # small $N$, so beside it stands the **floor**: the FID of $N$ real training digits that no model of the course
-# trains on (`evaluation.fid_floor`, the last 5000 of the training split; the U-Net was trained on the others), at
+# trains on (`evaluation.fid_floor`, 5000 training digits drawn once at random; the U-Net was trained on the others), at
 # the same $N$: what a perfect model would score. Every FID of this lecture uses the same $N$. The course
 # classifier also reports the **confident fraction**, the share of samples it assigns to one digit with
 # probability at least 0.9 (real test digits: nearly all).

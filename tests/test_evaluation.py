@@ -117,12 +117,19 @@ def test_the_fid_protocol_helpers(monkeypatch, tmp_path):
     monkeypatch.setenv("DGM_MODE", "smoke")
     train, _ = evaluation.generative_train_split()
     all_train, _ = mnist.load_mnist("train")
-    assert len(train) == len(all_train) - evaluation.HELD_OUT and torch.equal(train, all_train[:len(train)])
+    held = evaluation.held_out_images()
+    assert len(train) == len(all_train) - evaluation.HELD_OUT and len(held) == evaluation.HELD_OUT
+    # a partition of the split: every training image is in exactly one part (compared as rows)
+    key = lambda x: {bytes(row) for row in x.reshape(len(x), -1).numpy()}  # noqa: E731
+    assert len(key(train) & key(held)) < 50  # MNIST has a few duplicate images, nothing more
+    assert len(key(train) | key(held)) >= len(key(all_train)) - 1
+    assert torch.equal(evaluation.held_out_images(10), held[:10])
+    assert torch.equal(evaluation.generative_train_split(7)[0], train[:7])
     clf = evaluation.MNISTClassifier().eval()
     reference = evaluation.fid_reference(smoke=300)
     assert reference.shape == (300, 1, 28, 28) and 0 <= reference.min() and reference.max() <= 1
     floor = evaluation.fid_floor(300, reference, clf)
-    assert floor == pytest.approx(evaluation.fid(mnist.to_unit(all_train[-300:]), reference, clf))
+    assert floor == pytest.approx(evaluation.fid(mnist.to_unit(held[:300]), reference, clf))
     with pytest.raises(ValueError, match="held-out"):
         evaluation.fid_floor(evaluation.HELD_OUT + 1, reference, clf)
     fraction = evaluation.confident_fraction(reference, clf)
