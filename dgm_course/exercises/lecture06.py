@@ -7,7 +7,6 @@ lecture (SciPy for the mixture CDF, closed-form Gaussians, autograd Jacobians th
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 
@@ -18,20 +17,6 @@ from scipy import special, stats
 from .. import checks
 
 DOUBLE = torch.float64
-
-
-def _one_thread(check: Callable) -> Callable:
-    """Run a check on one intra-op thread (its tensors are tiny: on a busy machine a second thread only spins and
-    multiplies the CPU time), then restore the caller's thread count."""
-    @functools.wraps(check)
-    def run(*args, **kwargs):
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return check(*args, **kwargs)
-        finally:
-            torch.set_num_threads(threads)
-    return run
 
 
 def _pair(out, what: str, n: int, d: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,7 +84,6 @@ def _mixture_log_det_torch(x: torch.Tensor, logits: torch.Tensor, mu: torch.Tens
 
 
 @checks.exercise("ex1_cdf_flow", "Exercise 1: the 1-D density of a CDF flow")
-@_one_thread
 def check_cdf_flow(mixture_cdf_forward: Callable) -> None:
     """Exercise 1: `mixture_cdf_forward(x, logits, mu, log_sigma)` returns (F(x), log F'(x)), each (N,)."""
     g = torch.Generator().manual_seed(11)
@@ -184,7 +168,6 @@ def _call_cov(fn: Callable, x: torch.Tensor, f_inverse: Callable, what: str) -> 
 
 
 @checks.exercise("ex2_change_of_variables", "Exercise 2: the change of variables formula")
-@_one_thread
 def check_change_of_variables(log_prob_change_of_variables: Callable) -> None:
     """Exercise 2: `log_prob_change_of_variables(x, f_inverse, log_p_z)` = log p_Z(f^-1(x)) + log|det J|, (N,)."""
     g = torch.Generator().manual_seed(21)
@@ -241,7 +224,6 @@ def _planar_reference(z, u, w, b):
 
 
 @checks.exercise("ex3_planar_layer", "Exercise 3: a planar layer and its log-determinant")
-@_one_thread
 def check_planar_layer(planar_forward: Callable) -> None:
     """Exercise 3: `planar_forward(z, u, w, b)` returns (z + u tanh(w^T z + b), log|1 + u^T psi(z)|)."""
     g = torch.Generator().manual_seed(31)
@@ -296,7 +278,6 @@ def _u_hat_reference(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 @checks.exercise("ex4_constraint", "Exercise 4: the invertibility constraint")
-@_one_thread
 def check_constraint(constrain_u: Callable) -> None:
     """Exercise 4: `constrain_u(u, w)` returns u_hat = u + (m(w^T u) - w^T u) w / |w|^2, m(a) = -1 + softplus(a)."""
     g = torch.Generator().manual_seed(41)

@@ -8,7 +8,6 @@ lecture's code: autograd Jacobians and `slogdet` for flows, densities known in c
 from __future__ import annotations
 
 import copy
-import functools
 import math
 from collections.abc import Callable
 
@@ -17,20 +16,6 @@ import torch
 from .. import checks
 
 DOUBLE = torch.float64
-
-
-def _one_thread(check: Callable) -> Callable:
-    """Run a check on one intra-op thread (its tensors are tiny: on a busy machine a second thread only spins and
-    multiplies the CPU time), then restore the caller's thread count."""
-    @functools.wraps(check)
-    def run(*args, **kwargs):
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return check(*args, **kwargs)
-        finally:
-            torch.set_num_threads(threads)
-    return run
 
 
 def _pair(out, what: str, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -244,7 +229,6 @@ def _check_training(coupling_class) -> None:
 
 
 @checks.exercise("ex1_coupling", "Exercise 1: the affine coupling layer")
-@_one_thread
 def check_coupling(coupling_class: Callable) -> None:
     """Exercise 1: `AffineCoupling(mask, conditioner)` with `forward(x) -> (z, log|det dz/dx|)` computing
     z = f^-1(x) = b x + (1 - b)(x exp(s) + t), (s, t) = conditioner(b x), and `inverse(z) -> (x, log|det dx/dz|)`.
@@ -305,7 +289,6 @@ def _maf_call(maf_inverse: Callable, z: torch.Tensor, net, case: str) -> tuple[t
 
 
 @checks.exercise("ex3_maf_inverse", "Exercise 3: MAF's sequential inverse")
-@_one_thread
 def check_maf_inverse(maf_inverse: Callable) -> None:
     """Exercise 3: `maf_inverse(z, made) -> (x, log_det)` solves z = (x - mu(x)) exp(-alpha(x)) for x.
 
@@ -371,7 +354,6 @@ def _bpd_case(bits_per_dim: Callable, log_p_y: torch.Tensor, x: torch.Tensor, al
 
 
 @checks.exercise("ex2_bits_per_dim", "Exercise 2: bits per dimension through the logit transform")
-@_one_thread
 def check_bits_per_dim(bits_per_dim: Callable) -> None:
     """Exercise 2: `bits_per_dim(log_p_y, x, alpha)` -> (B,) bits/dim on the 8-bit scale.
 
@@ -459,7 +441,6 @@ def _kl_value(distillation_kl: Callable, student, teacher, z: torch.Tensor) -> t
 
 
 @checks.exercise("ex4_distillation_kl", "Exercise 4: the distillation objective")
-@_one_thread
 def check_distillation_kl(distillation_kl: Callable) -> None:
     """Exercise 4: `distillation_kl(student, teacher, z)` estimates KL(q_student || p_teacher) from z ~ N(0, I).
 
