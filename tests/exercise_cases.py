@@ -62,6 +62,36 @@ class Exercise:
     stub: object = "function"
 
 
+class SubclassTensor(torch.Tensor):
+    """A tensor subclass: whatever it holds, a check must refuse it (it could fake its comparisons)."""
+
+
+class LyingTensor(torch.Tensor):
+    """A tensor subclass whose comparisons always say True."""
+
+    def __eq__(self, other):
+        return True
+
+    __hash__ = torch.Tensor.__hash__
+
+
+def lie(t: torch.Tensor) -> LyingTensor:
+    """`t` as a LyingTensor: a wrong answer of the "lie" class."""
+    return t.as_subclass(LyingTensor)
+
+
+class AlwaysEqual:
+    """Not a tensor at all, but equal to everything: a wrong answer of the "lie" class."""
+
+    def __eq__(self, other):
+        return True
+
+    def __ne__(self, other):
+        return False
+
+    __hash__ = None
+
+
 def stub_function(exercise_id: str) -> Callable:
     def stub(*args, **kwargs):
         raise NotImplementedError(f"{exercise_id}: replace this line with your solution")

@@ -4,21 +4,10 @@ import math
 
 import numpy as np
 import torch
-from exercise_cases import Exercise, Wrong, exercise_tests
+from exercise_cases import AlwaysEqual, Exercise, Wrong, exercise_tests
+from exercise_cases import SubclassTensor as Liar
 
 from dgm_course.exercises import lecture01
-
-
-class Liar(torch.Tensor):  # a tensor subclass: rejected whatever it holds
-    pass
-
-
-class AlwaysEqual:  # says it equals anything
-    def __eq__(self, other):
-        return True
-
-    def __ne__(self, other):
-        return False
 
 
 class LyingInt(int):  # an int that says it equals anything

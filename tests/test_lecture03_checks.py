@@ -7,12 +7,9 @@ from fractions import Fraction
 import numpy as np
 import torch
 from exercise_cases import Exercise, Wrong, exercise_tests
+from exercise_cases import SubclassTensor as Liar
 
 from dgm_course.exercises import lecture03
-
-
-class Liar(torch.Tensor):  # a tensor subclass: rejected whatever it holds
-    pass
 
 
 class LyingInt(int):  # an int that says it equals anything

@@ -5,22 +5,10 @@ import math
 
 import pytest
 import torch
-from exercise_cases import Exercise, Wrong, exercise_tests
+from exercise_cases import Exercise, Wrong, exercise_tests, lie
 
 from dgm_course.checks import CheckError
 from dgm_course.exercises import lecture09
-
-
-class Lying(torch.Tensor):
-    """A tensor subclass whose comparisons always say True."""
-
-    def __eq__(self, other):
-        return True
-
-
-def lie(t):
-    return t.as_subclass(Lying)
-
 
 # ---------------------------------------------------------------- Exercise 1: the Hellinger conjugate
 

@@ -4,26 +4,11 @@ ones with the right message (tests/exercise_cases.py generates the tests from EX
 import math
 
 import torch
+from exercise_cases import AlwaysEqual as Always
 from exercise_cases import Exercise, Wrong, exercise_tests
+from exercise_cases import LyingTensor as Liar
 
 from dgm_course.exercises import lecture10
-
-
-class Liar(torch.Tensor):
-    """A tensor subclass that says it equals anything."""
-
-    def __eq__(self, other):
-        return True
-
-    __hash__ = torch.Tensor.__hash__
-
-
-class Always:
-    """Not a tensor at all, but equal to everything."""
-
-    def __eq__(self, other):
-        return True
-
 
 # ---------------------------------------------------------------- Exercise 1: log Z by quadrature
 

@@ -6,18 +6,9 @@ import math
 import torch
 import torch.nn.functional as F
 from exercise_cases import Exercise, Wrong, exercise_tests
+from exercise_cases import LyingTensor as Liar
 
 from dgm_course.exercises import lecture11
-
-
-class Liar(torch.Tensor):
-    """A tensor subclass that says it equals anything."""
-
-    def __eq__(self, other):
-        return True
-
-    __hash__ = torch.Tensor.__hash__
-
 
 # ---------------------------------------------------------------- Exercise 1: the Langevin step
 

@@ -5,18 +5,9 @@ import math
 
 import torch
 from exercise_cases import Exercise, Wrong, exercise_tests
+from exercise_cases import LyingTensor as Liar
 
 from dgm_course.exercises import lecture12
-
-
-class Liar(torch.Tensor):
-    """A tensor subclass that says it equals anything."""
-
-    def __eq__(self, other):
-        return True
-
-    __hash__ = torch.Tensor.__hash__
-
 
 # ---------------------------------------------------------------- Exercise 1: the score of a perturbed mixture
 

@@ -5,17 +5,9 @@ import math
 import numpy as np
 import torch
 from exercise_cases import Exercise, Wrong, exercise_tests
+from exercise_cases import LyingTensor as _Liar
 
 from dgm_course.exercises import lecture13
-
-
-class _Liar(torch.Tensor):
-    """A tensor subclass whose comparisons always succeed."""
-
-    def __eq__(self, other):
-        return True
-
-    __hash__ = torch.Tensor.__hash__
 
 
 def _lie(impl):

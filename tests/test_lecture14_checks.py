@@ -6,24 +6,12 @@ import warnings
 
 import numpy as np
 import torch
+from exercise_cases import AlwaysEqual as Always
 from exercise_cases import Exercise, Wrong, exercise_tests
+from exercise_cases import SubclassTensor as Liar
 from scipy import linalg
 
 from dgm_course.exercises import lecture14
-
-
-class Liar(torch.Tensor):
-    """A tensor subclass: an answer that could fake its comparisons."""
-
-
-class Always:
-    """An answer whose comparisons always say True."""
-
-    def __eq__(self, other):
-        return True
-
-    __hash__ = None
-
 
 # ---------------------------------------------------------------- Exercise 1: the Inception Score
 

@@ -2,22 +2,11 @@
 rejected with the right message (tests/exercise_cases.py generates the tests from EXERCISES)."""
 
 import torch
+from exercise_cases import AlwaysEqual as Always
 from exercise_cases import Exercise, Wrong, exercise_tests
+from exercise_cases import SubclassTensor as Liar
 
 from dgm_course.exercises import lecture15
-
-
-class Liar(torch.Tensor):
-    """A tensor subclass: an answer that could fake its comparisons."""
-
-
-class Always:
-    """An answer whose comparisons always say True."""
-
-    def __eq__(self, other):
-        return True
-
-    __hash__ = None
 
 
 def _per_sample(coef, x):
