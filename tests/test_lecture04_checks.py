@@ -523,14 +523,6 @@ EXERCISES = {
 test_accepts_correct, test_rejects_wrong, test_says_not_done = exercise_tests(EXERCISES)
 
 
-def test_importance_check_leaves_the_global_random_stream_alone():
-    torch.manual_seed(123)
-    expected = torch.rand(3)
-    torch.manual_seed(123)
-    lecture04.check_importance_log_px(importance_log_px)
-    assert torch.equal(torch.rand(3), expected)
-
-
 def test_e_step_hint_for_underflow_points_at_log_space():
     """Beyond the registry: the hint for 0/0 far from the components names the remedy."""
     with pytest.raises(CheckError, match="normalize in log space"):
