@@ -116,6 +116,22 @@ def results_dir() -> Path:
     return here / "results"
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same folder and a rename: a reader sees the old
+    file or the new one, never half of one, whatever happens while writing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def record(lecture: str, name: str, value: float, unit: str, n_data: int | None = None,
            wall_time_s: float | None = None, note: str = "") -> dict:
     """Record one headline number of a lecture for the current mode (replacing an earlier value of the same name)."""
@@ -132,11 +148,7 @@ def record(lecture: str, name: str, value: float, unit: str, n_data: int | None 
              "wall_time_s": None if wall_time_s is None else round(float(wall_time_s), 1), "note": note,
              "date": _dt.date.today().isoformat()}
     numbers = [e for e in numbers if e["name"] != name] + [entry]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    with os.fdopen(fd, "w") as f:
-        json.dump({"lecture": lecture, "mode": mode(), "numbers": numbers}, f, indent=1)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps({"lecture": lecture, "mode": mode(), "numbers": numbers}, indent=1))
     print(f"recorded {lecture}/{name} = {value:.6g} {unit} ({mode()} mode)")
     return entry
 

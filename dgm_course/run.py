@@ -14,7 +14,6 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -61,14 +60,6 @@ def _digest(notebook: Path) -> str:
     return hashlib.sha256(notebook.read_bytes()).hexdigest()[:16]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def run_lecture(notebook: Path, mode: str, out: Path, results_dir: Path, cold: bool = False, force: bool = False,
                 cell_timeout: float = 3600) -> Run:
     """Execute one solution notebook; keep its outputs and, when it ran through, its recorded numbers."""
@@ -98,17 +89,14 @@ def run_lecture(notebook: Path, mode: str, out: Path, results_dir: Path, cold: b
         except Exception as err:  # a dead kernel or a timeout: report it, keep the other lectures going
             status = f"failed: {type(err).__name__}: {str(err)[:120]}"
         wall = time.perf_counter() - start
-        _write_atomic(out / f"{lecture}.{mode}.ipynb", nbformat.writes(nb))
+        results.write_atomic(out / f"{lecture}.{mode}.ipynb", nbformat.writes(nb))
         recorded = Path(scratch) / "results" / f"{lecture}.{mode}.json"
         if status == "ok" and recorded.is_file():
-            results_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=results_dir, suffix=".part")
-            os.close(fd)
-            shutil.copyfile(recorded, tmp)
-            os.replace(tmp, results_dir / recorded.name)
+            results.write_atomic(results_dir / recorded.name, recorded.read_text())
     dev = str(device())
     if status == "ok":
-        _write_atomic(done, json.dumps({"source": _digest(notebook), "wall_s": round(wall, 1), "device": dev}))
+        results.write_atomic(done, json.dumps({"source": _digest(notebook), "wall_s": round(wall, 1),
+                                               "device": dev}))
     return Run(lecture, mode, status, wall, dev, _numbers(results_dir, lecture, mode) if status == "ok" else [])
 
 

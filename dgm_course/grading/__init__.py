@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..results import write_atomic
 from ..runtime import MODES
 from .notebook import (
     GradingError,
@@ -240,16 +241,6 @@ def find_submissions(folder: str | Path, exclude: Path | None = None) -> dict[st
     return found
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _feedback(grade: Grade) -> str:
     lines = [f"# Feedback for {grade.student}", "", f"{grade.points} of {len(grade.verdicts)} exercises passed."]
     if grade.status != "ok":
@@ -269,14 +260,14 @@ def write_reports(grades: list[Grade], exercises: list[str], out: str | Path) ->
             for g in sorted(grades, key=lambda g: g.student)]
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows([header, *rows])
-    _write_atomic(out / "grades.csv", buf.getvalue())
+    write_atomic(out / "grades.csv", buf.getvalue())
     lines = ["| " + " | ".join(str(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |"
              for row in [header, *rows]]
     lines.insert(1, "|" + " --- |" * len(header))
-    _write_atomic(out / "grades.md", "\n".join(lines) + "\n")
+    write_atomic(out / "grades.md", "\n".join(lines) + "\n")
     for g in grades:
         name = "/".join(part.lstrip(".") or "_" for part in g.student.split("/"))
-        _write_atomic(out / "feedback" / f"{name}.md", _feedback(g))
+        write_atomic(out / "feedback" / f"{name}.md", _feedback(g))
 
 
 def check_sandbox() -> None:
