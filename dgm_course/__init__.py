@@ -5,11 +5,11 @@ that an earlier lecture derived; the model a lecture teaches is always written i
 """
 
 from . import checks, evaluation, metrics, mnist, plot, toy, widgets
-from .runtime import budget, cache_dir, device, mode, seed_everything, setup
+from .runtime import budget, cache_dir, device, mode, progress, seed_everything, setup
 from .train import evaluate, fit, train_or_load
 
 __all__ = [
-    "budget", "cache_dir", "checks", "device", "evaluate", "evaluation", "fit", "metrics", "mnist", "mode", "plot", "record",
+    "budget", "cache_dir", "checks", "device", "evaluate", "evaluation", "fit", "metrics", "mnist", "mode", "plot", "progress", "record",
     "seed_everything", "setup", "toy", "train_or_load", "widgets",
 ]
 __version__ = "0.1.0"

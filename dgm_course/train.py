@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .runtime import cache_dir, mode
+from .runtime import cache_dir, mode, progress_off
 
 Batch = torch.Tensor | tuple[torch.Tensor, ...]
 
@@ -52,11 +52,6 @@ def evaluate(model: torch.nn.Module, data: Batch, batch_size: int = 500, transfo
         count += len(batch[0])
     model.train(was_training)
     return total / count
-
-
-def _progress_off() -> bool:
-    """TQDM_DISABLE set (to anything but "", "0" or "false"): tqdm's own switch, which its notebook bars ignore."""
-    return os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false")
 
 
 def _is_rate(value: Any) -> bool:
@@ -108,7 +103,7 @@ def fit(
     generator = torch.Generator().manual_seed(seed)
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "step_loss": [], "epoch_time": []}
     steps_per_epoch = -(-len(tensors[0]) // batch_size)
-    bar = tqdm(total=epochs * steps_per_epoch, disable=not progress or _progress_off(), desc=type(model).__name__,
+    bar = tqdm(total=epochs * steps_per_epoch, disable=not progress or progress_off(), desc=type(model).__name__,
                leave=False)
     model.train()
     for epoch in range(epochs):

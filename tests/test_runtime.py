@@ -69,3 +69,14 @@ def test_setup_prints_and_returns(capsys, monkeypatch):
     dev, mode = runtime.setup(seed=3)
     assert mode == "smoke" and isinstance(dev, torch.device)
     assert "mode: smoke" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value, shown", [(None, True), ("", True), ("0", True), ("1", False), ("true", False)])
+def test_progress_follows_tqdm_disable(monkeypatch, value, shown):
+    if value is None:
+        monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    else:
+        monkeypatch.setenv("TQDM_DISABLE", value)
+    bar = runtime.progress(range(3), "steps")
+    assert list(bar) == [0, 1, 2]
+    assert bar.disable is (not shown)
