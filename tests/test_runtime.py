@@ -78,5 +78,5 @@ def test_progress_follows_tqdm_disable(monkeypatch, value, shown):
     else:
         monkeypatch.setenv("TQDM_DISABLE", value)
     bar = runtime.progress(range(3), "steps")
-    assert list(bar) == [0, 1, 2]
     assert bar.disable is (not shown)
+    assert list(bar) == [0, 1, 2]
