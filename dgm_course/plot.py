@@ -42,6 +42,32 @@ def image_grid(images, nrow: int | None = None, ax=None, title: str | None = Non
     return fig
 
 
+SHOWN = 64   # samples in a grid a student judges a model by (8 x 8), beside as many real digits
+
+
+def samples_beside_real(samples: Mapping[str, torch.Tensor] | torch.Tensor, real: torch.Tensor, n: int = SHOWN,
+                        title: str | None = None):
+    """Grids of `n` real images and of the first `n` of each model's samples, side by side at the same size, so that
+    a student judges samples against what they imitate. `samples`: one batch, or {name: batch}; images in [0, 1],
+    (N, H, W), (N, 1, H, W) or flat (N, 784). Returns the figure."""
+    batches = dict(samples) if isinstance(samples, Mapping) else {"samples": samples}
+    panels = {"real digits": real, **batches}
+    for name, x in panels.items():
+        if len(x) < n:
+            raise ValueError(f"samples_beside_real shows {n} images per grid; {name!r} has only {len(x)}")
+    side = math.ceil(math.sqrt(n))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.5), squeeze=False)
+    for ax, (name, x) in zip(axes[0], panels.items(), strict=True):
+        x = x[:n].detach().cpu().float() if isinstance(x, torch.Tensor) else torch.as_tensor(x[:n]).float()
+        if x.ndim == 2:
+            x = x.view(n, 1, 28, 28)
+        image_grid(x, nrow=side, ax=ax, title=name)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def scatter_2d(points, ax=None, title: str | None = None, lim: float | None = 4.0, s: float = 2, **kwargs):
     """Scatter (N, 2) points on square axes of half-width `lim`; returns the figure."""
     p = _to_numpy(points)

@@ -50,3 +50,11 @@ def test_curves():
     assert [line.get_label() for line in fig.axes[0].lines] == ["train_loss", "val_loss"]
     with pytest.raises(TypeError, match="mapping"):
         plot.curves([1, 2, 3])
+
+
+def test_samples_beside_real_draws_one_grid_per_panel_and_refuses_too_few():
+    fig = plot.samples_beside_real({"A": torch.rand(70, 784), "B": torch.rand(64, 1, 28, 28)}, torch.rand(64, 28, 28))
+    assert [ax.get_title() for ax in fig.axes] == ["real digits", "A", "B"]
+    assert fig.axes[1].images[0].get_array().shape == fig.axes[0].images[0].get_array().shape
+    with pytest.raises(ValueError, match="'samples' has only 10"):
+        plot.samples_beside_real(torch.rand(10, 28, 28), torch.rand(64, 28, 28))
