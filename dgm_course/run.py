@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -61,11 +62,13 @@ def _digest(notebook: Path) -> str:
 
 
 def run_lecture(notebook: Path, mode: str, out: Path, results_dir: Path, cold: bool = False, force: bool = False,
-                cell_timeout: float = 3600) -> Run:
-    """Execute one solution notebook; keep its outputs and, when it ran through, its recorded numbers."""
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+                cell_timeout: float = 3600, plain: bool = False) -> Run:
+    """Execute one solution notebook; keep its outputs and, when it ran through, its recorded numbers.
 
+    `plain` runs the lecture's jupytext source (solutions/NN_*.py) as a Python script instead, for a machine without
+    Jupyter (a GPU server): the same numbers are recorded, but no executed notebook is written, and `cell_timeout`
+    bounds the whole script.
+    """
     lecture, done = notebook.stem, out / f"{notebook.stem}.{mode}.done.json"
     if not force and done.is_file():
         previous = json.loads(done.read_text())
@@ -77,19 +80,12 @@ def run_lecture(notebook: Path, mode: str, out: Path, results_dir: Path, cold: b
                    TQDM_DISABLE="1")
         if cold:
             env["DGM_CACHE_DIR"] = str(Path(scratch) / "cache")
-        nb = nbformat.read(notebook, as_version=4)
-        client = NotebookClient(nb, timeout=cell_timeout, kernel_name="python3",
-                                resources={"metadata": {"path": str(notebook.parent)}})
         start = time.perf_counter()
-        try:
-            client.execute(env=env)
-            status = "ok"
-        except CellExecutionError as err:
-            status = f"failed: {str(err).strip().splitlines()[-1][:120]}"
-        except Exception as err:  # a dead kernel or a timeout: report it, keep the other lectures going
-            status = f"failed: {type(err).__name__}: {str(err)[:120]}"
+        if plain:
+            status = _run_script(notebook.with_suffix(".py"), env, cell_timeout, out / f"{lecture}.{mode}.log")
+        else:
+            status = _run_notebook(notebook, env, cell_timeout, out / f"{lecture}.{mode}.ipynb")
         wall = time.perf_counter() - start
-        results.write_atomic(out / f"{lecture}.{mode}.ipynb", nbformat.writes(nb))
         recorded = Path(scratch) / "results" / f"{lecture}.{mode}.json"
         if status == "ok" and recorded.is_file():
             results.write_atomic(results_dir / recorded.name, recorded.read_text())
@@ -98,6 +94,42 @@ def run_lecture(notebook: Path, mode: str, out: Path, results_dir: Path, cold: b
         results.write_atomic(done, json.dumps({"source": _digest(notebook), "wall_s": round(wall, 1),
                                                "device": dev}))
     return Run(lecture, mode, status, wall, dev, _numbers(results_dir, lecture, mode) if status == "ok" else [])
+
+
+def _run_notebook(notebook: Path, env: dict, cell_timeout: float, executed: Path) -> str:
+    """Run every cell in a fresh kernel; write the executed notebook, outputs and all, even when a cell failed."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    nb = nbformat.read(notebook, as_version=4)
+    client = NotebookClient(nb, timeout=cell_timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(notebook.parent)}})
+    try:
+        client.execute(env=env)
+        status = "ok"
+    except CellExecutionError as err:
+        status = f"failed: {str(err).strip().splitlines()[-1][:120]}"
+    except Exception as err:  # a dead kernel or a timeout: report it, keep the other lectures going
+        status = f"failed: {type(err).__name__}: {str(err)[:120]}"
+    results.write_atomic(executed, nbformat.writes(nb))
+    return status
+
+
+def _run_script(source: Path, env: dict, timeout: float, log: Path) -> str:
+    """Run a lecture's jupytext source as a Python script in its folder; its output goes to `log`."""
+    if not source.is_file():
+        return f"failed: expected the lecture's source {source}, found none"
+    try:
+        done = subprocess.run([sys.executable, source.name], cwd=source.parent, env=env, capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as err:
+        output, status = (err.stdout or "") + (err.stderr or ""), f"failed: timed out after {timeout:.0f} s"
+    else:
+        output = done.stdout + done.stderr
+        last = output.strip().splitlines()[-1][:120] if output.strip() else ""
+        status = "ok" if done.returncode == 0 else f"failed: exit {done.returncode}: {last}"
+    results.write_atomic(log, output if isinstance(output, str) else output.decode(errors="replace"))
+    return status
 
 
 def _numbers(results_dir: Path, lecture: str, mode: str) -> list[dict]:
@@ -134,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="lectures run at once (default 1)")
     p.add_argument("--cold", action="store_true", help="retrain every model (an empty model cache)")
     p.add_argument("--force", action="store_true", help="rerun lectures already run from the same source")
-    p.add_argument("--cell-timeout", type=float, default=3600, help="seconds per cell (default 3600)")
+    p.add_argument("--cell-timeout", type=float, default=3600,
+                   help="seconds per cell; with --plain, per lecture (default 3600)")
+    p.add_argument("--plain", action="store_true",
+                   help="run solutions/NN_*.py as Python scripts (a machine without Jupyter); no executed notebooks")
     args = p.parse_args(argv)
     if args.jobs < 1:
         p.error(f"--jobs must be at least 1; got {args.jobs}")
@@ -142,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     out, results_dir = Path(args.out), Path(args.results)
 
     def one(nb: Path) -> Run:
-        r = run_lecture(nb, args.mode, out, results_dir, args.cold, args.force, args.cell_timeout)
+        r = run_lecture(nb, args.mode, out, results_dir, args.cold, args.force, args.cell_timeout, args.plain)
         print(f"{r.lecture}: {r.status} ({r.wall_s:.0f} s)", flush=True)
         return r
 

@@ -45,3 +45,36 @@ def test_a_failed_run_keeps_the_previous_results(tmp_path):
     assert json.loads((results / "98_broken.smoke.json").read_text())["numbers"] == []
     assert (tmp_path / "out" / "98_broken.smoke.ipynb").is_file()
     assert not (tmp_path / "out" / "98_broken.smoke.done.json").exists()
+
+
+def _lecture(tmp_path, stem, code):
+    """A one-cell lecture, as the build writes it: solutions/<stem>.ipynb and its jupytext source <stem>.py."""
+    notebook = tmp_path / "solutions" / f"{stem}.ipynb"
+    notebook.parent.mkdir(exist_ok=True)
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)]), notebook)
+    notebook.with_suffix(".py").write_text("# %%\n" + code + "\n")
+    return notebook
+
+
+def test_plain_runs_the_source_as_a_script_and_records(tmp_path):
+    notebook = _lecture(tmp_path, "97_plain", "from dgm_course.results import record\n"
+                        "print('hello from the script')\nrecord('97_plain', 'x', 2.5, 'unit')")
+    results, out = tmp_path / "results", tmp_path / "out"
+    r = run.run_lecture(notebook, "smoke", out, results, plain=True)
+    assert r.status == "ok" and [e["value"] for e in r.numbers] == [2.5]
+    assert "hello from the script" in (out / "97_plain.smoke.log").read_text()
+    assert not (out / "97_plain.smoke.ipynb").exists()
+
+
+def test_plain_failure_and_timeout_keep_the_previous_results(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    for stem, code, timeout, says in [("96_fails", "raise RuntimeError('half way')", 60, "half way"),
+                                      ("95_slow", "import time\ntime.sleep(30)", 2, "timed out after 2 s")]:
+        notebook = _lecture(tmp_path, stem, "from dgm_course.results import record\n"
+                            f"record('{stem}', 'x', 1.0, 'unit')\n" + code)
+        (results / f"{stem}.smoke.json").write_text(f'{{"lecture": "{stem}", "mode": "smoke", "numbers": []}}')
+        r = run.run_lecture(notebook, "smoke", tmp_path / "out", results, cell_timeout=timeout, plain=True)
+        assert r.status.startswith("failed") and says in r.status
+        assert json.loads((results / f"{stem}.smoke.json").read_text())["numbers"] == []
+        assert not (tmp_path / "out" / f"{stem}.smoke.done.json").exists()
