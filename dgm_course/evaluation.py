@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import mnist
-from .runtime import budget, device
+from .runtime import budget, device, progress
 from .train import fit, train_or_load
 
 FEATURES = 128
@@ -76,7 +76,8 @@ def mnist_classifier(dev: torch.device | None = None, force: bool | None = None)
     It is the yardstick of every FID in the course, so it trains the same way on every machine: on the CPU, in
     float32, from its own seed, with deterministic algorithms, whatever device and default dtype the notebook
     uses and without touching the notebook's random state; only then is it moved to `dev`.
-    `test_accuracy` is measured on the mode's test set (`mnist.test_split`) after training.
+    `test_accuracy` is measured on the mode's test set (`mnist.test_split`) after training. The training shows
+    progress bars (epochs, and steps within the epoch), off under TQDM_DISABLE.
     """
     dev = dev or device()
     n_train, batch_size = budget(smoke=(4000, 32), standard=(None, 128), full=(None, 128))
@@ -94,11 +95,11 @@ def mnist_classifier(dev: torch.device | None = None, force: bool | None = None)
                 data = (mnist.to_unit(images), labels)
                 optimizer = torch.optim.Adam(clf.parameters())
                 history = {}
-                for epoch, lr in enumerate(lr_epochs):
+                for epoch, lr in progress(list(enumerate(lr_epochs)), "course classifier, epochs"):
                     for group in optimizer.param_groups:
                         group["lr"] = lr
                     part = fit(clf, data, epochs=1, batch_size=batch_size, optimizer=optimizer,
-                               transform=random_shift, seed=14 + epoch, progress=False)
+                               transform=random_shift, seed=14 + epoch, progress=True)
                     history = {key: history.get(key, []) + values for key, values in part.items()}
                 test_images, test_labels = mnist.test_split(smoke=500)
                 accuracy = (predict(mnist.to_unit(test_images), clf) == test_labels).double().mean().item()
@@ -115,11 +116,11 @@ def mnist_classifier(dev: torch.device | None = None, force: bool | None = None)
 
 @torch.no_grad()
 def _batched(fn, images: torch.Tensor, clf: MNISTClassifier, batch_size: int) -> torch.Tensor:
-    x = as_images(images)
     dev = next(clf.parameters()).device
+    x = as_images(images).to(dev)  # once, not per batch
     was_training = clf.training
     clf.eval()
-    out = torch.cat([fn(x[i:i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)])
+    out = torch.cat([fn(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]).cpu()
     clf.train(was_training)
     return out
 

@@ -161,25 +161,46 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
     return x.unsqueeze(1) if x.ndim == 3 else x
 
 
-def binarize_dynamic(probs: torch.Tensor) -> torch.Tensor:
-    """A fresh Bernoulli(pixel/255) draw of a batch of probabilities: the training half of the IWAE protocol."""
-    if not torch.is_floating_point(probs) or probs.min() < 0 or probs.max() > 1:
+def _check_generator(generator: torch.Generator | None, x: torch.Tensor, what: str) -> None:
+    if generator is not None and generator.device.type != x.device.type:
+        raise ValueError(f"{what}: the generator is on {generator.device} but the images are on {x.device}; draw "
+                         f"where the images are, with torch.Generator(device={str(x.device)!r}).manual_seed(...), "
+                         "or without a generator (the global random state of that device)")
+
+
+def binarize_dynamic(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A fresh Bernoulli(pixel/255) draw of a batch of probabilities: the training half of the IWAE protocol.
+
+    It draws on the device of `probs` (from `generator`, on that device, or from the device's global random state),
+    so that a batch on a GPU never goes through the host.
+    """
+    _check_generator(generator, probs, "binarize_dynamic")
+    if torch.is_floating_point(probs):
+        low, high = torch.stack(torch.aminmax(probs)).tolist()  # one pass and one read from the device; NaN fails
+    if not torch.is_floating_point(probs) or not (low >= 0 and high <= 1):
         raise ValueError("binarize_dynamic expects float probabilities in [0, 1] (use to_unit on uint8 images first)")
-    return torch.bernoulli(probs)
+    return torch.bernoulli(probs, generator=generator)
 
 
 def binarize_fixed(images: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """A single Bernoulli(pixel/255) draw with a fixed seed, float32 (N, 1, 28, 28) in {0, 1}: the test set protocol."""
-    probs = to_unit(images)
-    return torch.bernoulli(probs, generator=torch.Generator().manual_seed(seed))
+    """A single Bernoulli(pixel/255) draw with a fixed seed, float32 (N, 1, 28, 28) in {0, 1}: the test set protocol.
+
+    The draw is made on the CPU whatever the device of `images`, so the test set is the same on every machine; the
+    result is on the device of `images`."""
+    probs = to_unit(images).cpu()
+    return torch.bernoulli(probs, generator=torch.Generator().manual_seed(seed)).to(images.device)
 
 
 def dequantize(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Uniform dequantization x = (pixel + u) / 256, u ~ U[0, 1): float32 (N, 1, 28, 28) in (0, 1)."""
+    """Uniform dequantization x = (pixel + u) / 256, u ~ U[0, 1): float32 (N, 1, 28, 28) in (0, 1).
+
+    The noise is drawn on the device of `images`, from `generator` (which must be on that device) or from the
+    device's global random state."""
     _check_uint8_images(images)
+    _check_generator(generator, images, "dequantize")
     x = images.float()
     x = x.unsqueeze(1) if x.ndim == 3 else x
-    return (x + torch.rand(x.shape, generator=generator)) / 256.0
+    return (x + torch.rand(x.shape, generator=generator, device=x.device)) / 256.0
 
 
 def train_val_split(*tensors: torch.Tensor, n_val: int, seed: int = 0) -> tuple[torch.Tensor, ...]:

@@ -9,11 +9,12 @@ import ipywidgets as widgets
 from IPython.display import display
 
 
-def interactive_plot(fn: Callable, **controls) -> widgets.interactive:
+def interactive_plot(fn: Callable, **controls) -> None:
     """Display `fn` with one control per keyword (as for `ipywidgets.interactive`) and run it once with the defaults.
 
     An exception in that first run is raised here, not swallowed into the widget, so a headless run
-    (nbval, CI) fails when the widget's function is broken. `result` holds the function's last return value.
+    (nbval, CI) fails when the widget's function is broken. It returns None, not the widget: a widget returned by
+    a cell's last line would be shown a second time by the notebook, beside the one displayed here.
     """
     if not callable(fn):
         raise TypeError(f"interactive_plot expects a function; got {type(fn).__name__}")
@@ -33,7 +34,6 @@ def interactive_plot(fn: Callable, **controls) -> widgets.interactive:
     if errors:
         raise errors[0]
     display(widget)
-    return widget
 
 
 def slider(value: float, low: float, high: float, step: float | None = None, description: str = "") -> widgets.Widget:

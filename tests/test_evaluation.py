@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 import torch
+from tqdm.auto import tqdm
 
-from dgm_course import evaluation, mnist
+from dgm_course import evaluation, mnist, runtime, train
 
 
 def test_frechet_distance_matches_the_closed_form_for_diagonal_covariances():
@@ -71,11 +72,32 @@ def test_random_shift_moves_digits_without_losing_ink():
     assert not torch.equal(shifted, x)
 
 
+def record_bars(monkeypatch):
+    """Record the progress bars of the classifier's training: the epochs' (runtime.progress) and fit's steps'."""
+    bars = []
+
+    def epochs_bar(iterable, desc="", **kwargs):
+        bars.append(("epochs", desc, runtime.progress_off()))
+        return runtime.progress(iterable, desc, **kwargs)
+
+    def steps_bar(**kwargs):
+        bars.append(("steps", kwargs["desc"], kwargs["disable"]))
+        return tqdm(**kwargs)
+
+    monkeypatch.setattr(evaluation, "progress", epochs_bar)
+    monkeypatch.setattr(train, "tqdm", steps_bar)
+    return bars
+
+
 def test_the_course_classifier_trains_caches_and_classifies(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("DGM_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("DGM_MODE", "smoke")
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    bars = record_bars(monkeypatch)
     clf = evaluation.mnist_classifier(torch.device("cpu"))
     assert "trained classifier" in capsys.readouterr().out
+    # the first run's long wait (lecture 14) has its bars, which the tests' TQDM_DISABLE switches off
+    assert bars == [("epochs", "course classifier, epochs", True), ("steps", "MNISTClassifier", True)]
     assert clf.test_accuracy > 0.8  # 4000 training images, one epoch
     assert not clf.training and not any(p.requires_grad for p in clf.parameters())
     again = evaluation.mnist_classifier(torch.device("cpu"))
@@ -87,8 +109,9 @@ def test_the_course_classifier_trains_caches_and_classifies(monkeypatch, tmp_pat
 
 
 def test_the_classifier_trains_the_same_way_whatever_the_notebook_did(monkeypatch, tmp_path):
-    """Two trainings give the same weights, also under a float64 default dtype and another global seed, and
-    neither touches the caller's random state: the FID yardstick does not depend on the notebook around it."""
+    """Two trainings give the same weights, also under a float64 default dtype, another global seed and with
+    progress bars shown, and neither touches the caller's random state: the FID yardstick does not depend on the
+    notebook around it."""
     monkeypatch.setenv("DGM_MODE", "smoke")
     monkeypatch.setenv("DGM_CACHE_DIR", str(tmp_path / "a"))
     torch.manual_seed(5)
@@ -97,12 +120,15 @@ def test_the_classifier_trains_the_same_way_whatever_the_notebook_did(monkeypatc
     first = evaluation.mnist_classifier(torch.device("cpu"))
     assert torch.equal(torch.rand(3), expected_draw)
     monkeypatch.setenv("DGM_CACHE_DIR", str(tmp_path / "b"))
+    monkeypatch.setenv("TQDM_DISABLE", "0")  # the second training shows its bars: they change nothing either
+    bars = record_bars(monkeypatch)
     torch.manual_seed(99)
     torch.set_default_dtype(torch.float64)
     try:
         second = evaluation.mnist_classifier(torch.device("cpu"))
     finally:
         torch.set_default_dtype(torch.float32)
+    assert bars == [("epochs", "course classifier, epochs", False), ("steps", "MNISTClassifier", False)]
     for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items(), strict=True):
         assert a.dtype == b.dtype and torch.equal(a, b), f"{name} differs between two trainings"
 

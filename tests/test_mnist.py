@@ -209,3 +209,33 @@ def test_train_val_split():
         mnist.train_val_split(x, y[:5], n_val=2)
     with pytest.raises(ValueError, match="n_val"):
         mnist.train_val_split(x, n_val=100)
+
+
+def test_protocols_draw_on_the_device_of_the_images():
+    """Dynamic binarization and dequantization draw where the batch is (the meta device stands in for a GPU), so
+    a batch on a GPU never goes through the host; a generator on another device is a clear error."""
+    images = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
+    assert mnist.dequantize(images.to("meta")).device.type == "meta"
+    for draw, batch in ((mnist.dequantize, images), (mnist.binarize_dynamic, mnist.to_unit(images))):
+        with pytest.raises(ValueError, match="generator is on cpu but the images are on meta"):
+            draw(batch.to("meta"), torch.Generator().manual_seed(0))
+
+
+def test_protocols_on_the_cpu_are_the_draws_they_always_were():
+    images = torch.randint(0, 256, (16, 28, 28), dtype=torch.uint8)
+    expected = (images.float().unsqueeze(1) + torch.rand((16, 1, 28, 28), generator=torch.Generator().manual_seed(3))) / 256
+    assert torch.equal(mnist.dequantize(images, torch.Generator().manual_seed(3)), expected)
+    probs = mnist.to_unit(images)
+    torch.manual_seed(4)
+    expected = torch.bernoulli(probs)
+    torch.manual_seed(4)
+    assert torch.equal(mnist.binarize_dynamic(probs), expected)
+    assert torch.equal(mnist.binarize_dynamic(probs, torch.Generator().manual_seed(5)),
+                       torch.bernoulli(probs, generator=torch.Generator().manual_seed(5)))
+
+
+def test_binarize_dynamic_rejects_nan():
+    probs = torch.full((2, 1, 28, 28), 0.5)
+    probs[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        mnist.binarize_dynamic(probs)

@@ -1,6 +1,8 @@
+import contextlib
 import math
 import os
 import pickle
+import warnings
 
 import pytest
 import torch
@@ -212,3 +214,145 @@ def test_train_or_load_refuses_records_that_would_need_unsafe_loading(monkeypatc
     with pytest.raises(pickle.UnpicklingError):
         train.train_or_load(Gaussian(), "01_background", "planted", lambda: {})
     assert not (tmp_path / "pwned").exists()
+
+
+class TinyPixelModel(torch.nn.Module):
+    """A conv net over 8x8 binary images with a Bernoulli likelihood: the shape of the course's image models."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(),
+                                       torch.nn.Conv2d(4, 1, 3, padding=1))
+
+    def loss(self, x, weight=None):
+        nll = torch.nn.functional.binary_cross_entropy_with_logits(self.net(x), x, reduction="none").sum((1, 2, 3))
+        return nll.mean() if weight is None else (nll * weight).mean()
+
+
+def reference_fit(model, tensors, val, *, epochs, batch_size, lr, transform, seed):
+    """The loop of `fit` before the GPU data path (every batch indexed on the host, then `.to(device)`), kept to
+    show that the CPU results did not move."""
+    device = next(model.parameters()).device
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    steps, val_losses = [], []
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(tensors[0]), generator=generator)
+        for start in range(0, len(order), batch_size):
+            batch = tuple(t[order[start:start + batch_size]].to(device) for t in tensors)
+            batch = (transform(batch[0]),) + batch[1:]
+            loss = model.loss(*batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            steps.append(loss.item())
+        model.eval()
+        with torch.no_grad():
+            total = sum(float(model.loss(*(t[i:i + 500] for t in val))) * len(val[0][i:i + 500])
+                        for i in range(0, len(val[0]), 500))
+        val_losses.append(total / len(val[0]))
+        model.train()
+    return steps, val_losses
+
+
+def pixel_data(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 8, 8, generator=g), torch.rand(n, generator=g) + 0.5
+
+
+def test_fit_on_the_cpu_is_bit_identical_to_the_loop_before_the_gpu_data_path():
+    from dgm_course import mnist
+
+    train_data, val_data = pixel_data(700, 0), pixel_data(600, 1)
+    val_data = (mnist.binarize_fixed((val_data[0] * 255).to(torch.uint8)), val_data[1])
+    results = []
+    for loop in ("reference", "fit"):
+        torch.manual_seed(0)
+        model = TinyPixelModel()
+        torch.manual_seed(1)  # binarize_dynamic draws from the global generator
+        if loop == "reference":
+            steps, val_losses = reference_fit(model, train_data, val_data, epochs=2, batch_size=64, lr=3e-3,
+                                              transform=mnist.binarize_dynamic, seed=5)
+        else:
+            history = train.fit(model, train_data, val_data, epochs=2, batch_size=64, lr=3e-3,
+                                transform=mnist.binarize_dynamic, seed=5, progress=False)
+            steps, val_losses = history["step_loss"], history["val_loss"]
+        results.append((steps, val_losses, model.state_dict()))
+    (steps_a, val_a, weights_a), (steps_b, val_b, weights_b) = results
+    assert len(steps_a) == 2 * 11 and steps_a == steps_b and val_a == val_b
+    assert all(torch.equal(weights_a[key], weights_b[key]) for key in weights_a)
+
+
+def count_to_calls(monkeypatch):
+    """Record the target of every Tensor.to call from now on."""
+    calls = []
+    original = torch.Tensor.to
+
+    def counting(self, *args, **kwargs):
+        calls.append(args[0] if args else kwargs.get("device"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", counting)
+    return calls
+
+
+def test_fit_copies_nothing_per_batch_when_the_data_are_on_the_model_s_device(monkeypatch):
+    train_data, val_data = pixel_data(640, 0), pixel_data(100, 1)
+    calls = count_to_calls(monkeypatch)
+    history = train.fit(TinyPixelModel(), train_data, val_data, epochs=3, batch_size=32, progress=False)
+    assert len(history["step_loss"]) == 3 * 20
+    assert len(calls) <= 2 * 3  # the epoch's order (and the validation order), never a batch
+
+
+def test_the_data_move_to_the_device_once_and_are_indexed_there(monkeypatch):
+    """With the meta device standing in for a GPU: the data move once, then every batch is indexed on the device
+    without a copy; data over DEVICE_DATA_BYTES stay on the host and each batch is copied on its own."""
+    meta = torch.device("meta")
+    tensors = pixel_data(100, 0)
+    calls = count_to_calls(monkeypatch)
+    on_device = train._on(meta, tensors)
+    assert [t.device for t in on_device] == [meta, meta] and len(calls) == 2
+    assert train._on(meta, on_device) is on_device  # already there: nothing moves
+    calls.clear()
+    batches = list(train._batches(on_device, 32, meta, torch.Generator().manual_seed(0)))
+    assert len(batches) == 4 and all(t.device == meta for batch in batches for t in batch)
+    assert len(calls) == 1  # the order, once per epoch
+
+    monkeypatch.setattr(train, "DEVICE_DATA_BYTES", 1000)
+    calls.clear()
+    on_host = train._on(meta, tensors)
+    assert [t.device.type for t in on_host] == ["cpu", "cpu"] and not calls
+    batches = list(train._batches(on_host, 32, meta, torch.Generator().manual_seed(0)))
+    assert all(t.device == meta for batch in batches for t in batch)
+    assert len(calls) == 1 + 2 * 4  # the order, then both tensors of every batch
+
+
+def test_amp_changes_nothing_on_the_cpu():
+    runs = []
+    for amp in (False, True):
+        torch.manual_seed(0)
+        model = TinyPixelModel()
+        history = train.fit(model, pixel_data(300, 0), epochs=2, batch_size=50, seed=1, amp=amp, progress=False)
+        runs.append((history["step_loss"], model.state_dict()))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(runs[0][1][key], runs[1][1][key]) for key in runs[0][1])
+    with pytest.raises(TypeError, match="amp must be True or False"):
+        train.fit(TinyPixelModel(), pixel_data(10, 0), epochs=1, amp="yes")
+
+
+def test_amp_is_bfloat16_autocast_on_cuda_only():
+    assert isinstance(train._autocast(torch.device("cpu"), True), contextlib.nullcontext)
+    assert isinstance(train._autocast(torch.device("mps"), True), contextlib.nullcontext)
+    assert isinstance(train._autocast(torch.device("cuda"), False), contextlib.nullcontext)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "CUDA is not available" on a machine without a GPU
+        context = train._autocast(torch.device("cuda"), True)
+    assert isinstance(context, torch.autocast) and context.fast_dtype == torch.bfloat16
+
+
+def test_evaluate_moves_the_data_once(monkeypatch):
+    x = data(1001)
+    calls = count_to_calls(monkeypatch)
+    train.evaluate(Gaussian(), x, batch_size=100)
+    assert len(calls) <= 1
