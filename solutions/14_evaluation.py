@@ -54,7 +54,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dgm_course import budget, evaluation, fit, mnist, plot, record, setup, train_or_load, widgets
+from dgm_course import budget, evaluation, fit, mnist, plot, progress, record, setup, train_or_load, widgets
 from dgm_course.exercises import lecture14
 
 device, MODE = setup(seed=0)
@@ -148,7 +148,7 @@ DIMS = [1, 2, 5, 10, 20, 50, 100]
 N_KDE = budget(smoke=[200, 1000], standard=[100, 1000, 10000], full=[100, 1000, 10000])
 SIGMAS_TOY = torch.logspace(-1.5, 0.5, 21)
 kde_gap = {n: [] for n in N_KDE}
-for d in DIMS:
+for d in progress(DIMS, "KDE of N(0, I_D)"):
     g = torch.Generator().manual_seed(d)
     x_tr, x_va, x_te = (torch.randn(n, d, generator=g) for n in (max(N_KDE), 500, 500))
     true_nll = 0.5 * d * math.log(2 * math.pi * math.e)
@@ -184,7 +184,7 @@ N_CENTRES = budget(smoke=[250, 1000, 2000], standard=[250, 1000, 4000, 16000, 50
                    full=[250, 1000, 4000, 16000, 50000])
 centre_pool = x_train[perm[N_EVAL:]].flatten(1)                   # training images, not the validation ones
 parzen_memorizer = {}
-for n in N_CENTRES:
+for n in progress(N_CENTRES, "KDE of training images"):
     sigma, _ = kde_select(x_val[:N_VAL_KDE].flatten(1), centre_pool[:n], SIGMAS)
     parzen_memorizer[n] = (sigma, kde_log_prob(x_test.flatten(1), centre_pool[:n], [sigma]).mean().item())
     print(f"N = {n:6d} training images as centres: sigma = {sigma:.3f}, test log-likelihood "
@@ -668,8 +668,10 @@ LEVELS = {"noise": [0, 0.05, 0.1, 0.2, 0.3, 0.5], "blur": [0, 0.5, 1, 1.5, 2, 3]
           "salt and pepper": [0, 0.01, 0.02, 0.05, 0.1, 0.2]}
 LEVELS = budget(smoke={k: v[::2] for k, v in LEVELS.items()}, standard=LEVELS, full=LEVELS)
 corrupted = {kind: [corrupt(x_real, kind, s) for s in levels] for kind, levels in LEVELS.items()}
-curves = {kind: [probe_scores["training images"] if s == 0 else scores(x) for s, x in zip(levels, corrupted[kind], strict=True)]
-          for kind, levels in LEVELS.items()}
+curves = {}
+for kind, levels in progress(LEVELS.items(), "scoring corrupted images"):
+    curves[kind] = [probe_scores["training images"] if s == 0 else scores(x)
+                    for s, x in zip(levels, corrupted[kind], strict=True)]
 fid_noise_0_1 = curves["noise"][LEVELS["noise"].index(0.1)]["FID"]     # recorded: FID at noise s = 0.1
 for kind, levels in LEVELS.items():
     print(f"{kind:16s} s:   " + "".join(f"{s:8g}" for s in levels))
@@ -747,7 +749,7 @@ def made_sample(self, n, generator=None):
     u = torch.rand(n, w.shape[1], generator=generator).to(w.device)       # uniforms for the Bernoulli draws
     a = self.w_in.bias.expand(n, -1).clone()                              # pre-activations given x_<1: (n, H)
     x = torch.zeros_like(u)
-    for i in range(w.shape[1]):
+    for i in progress(range(w.shape[1]), "MADE sampling"):
         p_i = torch.sigmoid(F.relu(a) @ v[i] + self.w_out.bias[i])        # p(x_i = 1 | x_<i): (n,)
         x[:, i] = (u[:, i] < p_i).float()
         a += x[:, i:i + 1] * w[:, i]                                      # add pixel i's contribution
@@ -808,7 +810,7 @@ torch.manual_seed(0)
 made, vae = MADE().to(device), VAE().to(device)
 for name, model, epochs in (("made_gen", made, LIK_EPOCHS), ("vae_gen", vae, LIK_EPOCHS)):   # cached by name
     train_or_load(model, LECTURE, name, lambda m=model, e=epochs: fit(
-        m, x_train, epochs=e, batch_size=128, lr=2e-3, transform=mnist.binarize_dynamic, progress=False))
+        m, x_train, epochs=e, batch_size=128, lr=2e-3, transform=mnist.binarize_dynamic))
 with torch.no_grad():
     made_nll = batched(lambda x: F.binary_cross_entropy_with_logits(
         made.logits(x.flatten(1)), x.flatten(1), reduction="none").sum(1), x_test_bin).mean().item()
@@ -845,11 +847,12 @@ def train_gan(batch=64, lr=2e-4):
     G, D = gan["G"], gan["D"]
     opt_g = torch.optim.Adam(G.parameters(), lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr, betas=(0.5, 0.999))
-    g = torch.Generator().manual_seed(0)
+    x_data = x_train.to(device)                                           # the training images, moved once
+    g = torch.Generator(device).manual_seed(0)                            # batches and noise drawn on the device
     history = {"loss_d": [], "loss_g": []}
-    for _ in range(GAN_STEPS):
-        x = 2 * x_train[torch.randint(len(x_train), (batch,), generator=g)].to(device) - 1
-        fake = G(torch.randn(batch, D_Z, generator=g).to(device))
+    for _ in progress(range(GAN_STEPS), "GAN"):
+        x = 2 * x_data[torch.randint(len(x_data), (batch,), generator=g, device=device)] - 1
+        fake = G(torch.randn(batch, D_Z, generator=g, device=device))
         loss_d = F.softplus(-D(x)).mean() + F.softplus(D(fake.detach())).mean()
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
@@ -874,7 +877,8 @@ def gan_sample(n, generator=None):
 
 
 # %% [markdown]
-# Samples of all three, timed: each model draws $N$ samples (the size of the test set) in one call.
+# Samples of all three, timed: each model draws $N$ samples (`N_EVAL`, the $N$ of the floor) in one call. The
+# grids show the first 64 of each beside 64 held-out real digits, at the same size.
 
 # %%
 def timed(fn):
@@ -893,9 +897,10 @@ samples["MADE"], seconds["MADE"] = timed(lambda: made.sample(N_EVAL, g))
 samples["VAE (Bernoulli draws)"], seconds["VAE (Bernoulli draws)"] = timed(lambda: vae.sample(N_EVAL, g))
 samples["VAE (decoder means)"], seconds["VAE (decoder means)"] = timed(lambda: vae.sample(N_EVAL, g, mean=True))
 samples["GAN"], seconds["GAN"] = timed(lambda: gan_sample(N_EVAL, g))
-fig, axes = plt.subplots(1, len(samples), figsize=(4 * len(samples), 4.3))
-for ax, (name, x) in zip(axes, samples.items(), strict=True):
-    plot.image_grid(x[:36], nrow=6, ax=ax, title=f"{name}\n{N_EVAL} samples in {seconds[name]:.2f} s")
+print(f"{N_EVAL} samples in: " + ", ".join(f"{name} {sec:.2f} s" for name, sec in seconds.items()))
+plot.samples_beside_real(samples, x_real, title=f"the first {plot.SHOWN} of each model's samples, "
+                         f"beside {plot.SHOWN} held-out real digits")
+plt.show()
 
 # %% [markdown]
 # ## 9. The comparison table, and likelihood vs sample quality
@@ -923,7 +928,7 @@ rows["1% MADE + 99% noise"] = (torch.where(keep[:, None, None, None], samples["M
                                made_nll + math.log(100), seconds["MADE"])
 
 table = {}
-for name, (x, nll, sec) in rows.items():
+for name, (x, nll, sec) in progress(rows.items(), "scoring the models"):
     sigma, _ = kde_select(x_val[:N_VAL_KDE].flatten(1), x.flatten(1), SIGMAS)
     parzen = kde_log_prob(x_test.flatten(1), x.flatten(1), [sigma]).mean().item()
     table[name] = {"NLL": nll, **scores(x), "confident": evaluation.confident_fraction(x, shared),
@@ -1014,7 +1019,7 @@ representations = {
 # %%
 warnings.filterwarnings("ignore", category=ConvergenceWarning)   # a probe stopped at 300 iterations is fine here
 rep_scores = {}
-for name, rep in representations.items():
+for name, rep in progress(representations.items(), "representations"):
     r_train, r_test = (rep(x, b).double().numpy() for x, b in ((x_probe, bin_probe), (x_test, bin_test)))
     scaler = StandardScaler().fit(r_train)
     r_train, r_test = scaler.transform(r_train), scaler.transform(r_test)
@@ -1041,57 +1046,6 @@ for name, rep in representations.items():
 # their error rate with unlimited time (50% means the fakes cannot be told apart); **HYPE$_\text{time}$** shrinks
 # the exposure time until people can no longer answer reliably, and reports that threshold.
 #
-# Play it against this notebook's GAN. Each round shows 8 images, each real or GAN with probability ½. Set an
-# exposure time (ms; 0 means unlimited) to have them vanish, type your guesses as 8 letters `r`/`f` in the box
-# (e.g. `rffrrfrf`), then tick *reveal*. Every revealed round is kept (`hype_answers`), so after a few rounds the
-# cell below turns your answers into a HYPE score. Lower the exposure time from round to round to feel
-# HYPE$_\text{time}$.
-
-# %%
-import ipywidgets
-from IPython.display import clear_output
-
-HYPE_N = 8
-hype_answers = {}                       # round -> (truth, your guesses), strings of r/f: every revealed round
-
-
-def hype_images(round):
-    """The images of one round (HYPE_N, 1, 28, 28) and which of them are fake (HYPE_N,) bool; seeded by round."""
-    g = torch.Generator().manual_seed(100 + round)
-    is_fake = torch.rand(HYPE_N, generator=g) < 0.5
-    idx = torch.randint(N_EVAL, (HYPE_N,), generator=g)
-    return torch.where(is_fake[:, None, None, None], samples["GAN"][idx], x_real[idx]), is_fake
-
-
-# %%
-def hype_round(round=0, exposure_ms=0, guesses="", reveal=False):
-    images, is_fake = hype_images(round)
-    fig, axes = plt.subplots(1, HYPE_N, figsize=(1.4 * HYPE_N, 1.9))
-    for i, ax in enumerate(axes):
-        ax.imshow(images[i, 0], cmap="gray_r", vmin=0, vmax=1)
-        ax.set(xticks=[], yticks=[])
-        label = ("fake" if is_fake[i] else "real") if reveal else str(i + 1)
-        ax.set_title(label, color=("C3" if is_fake[i] else "C2") if reveal else "k")
-    plt.show()
-    if exposure_ms > 0 and not reveal:
-        time.sleep(exposure_ms / 1000)
-        clear_output(wait=True)
-        print("time is up: type your 8 guesses (r/f), then tick reveal")
-    truth = "".join("f" if f else "r" for f in is_fake.tolist())
-    answer = guesses.strip().lower()
-    if reveal and len(answer) == HYPE_N and set(answer) <= {"r", "f"}:
-        hype_answers[round] = (truth, answer)
-        errors = sum(a != b for a, b in zip(answer, truth, strict=True))
-        print(f"truth {truth}; your error rate this round {errors / HYPE_N:.0%} (50% = indistinguishable); "
-              f"{len(hype_answers)} rounds kept")
-
-
-widgets.interactive_plot(hype_round, round=widgets.slider(0, 0, 50, description="round"),
-                         exposure_ms=widgets.slider(0, 0, 2000, 50, description="exposure ms"),
-                         guesses=ipywidgets.Text(value="", continuous_update=False, description="guesses"),
-                         reveal=False)
-
-# %% [markdown]
 # ### The HYPE$_\infty$ score, with a confidence interval
 #
 # HYPE$_\infty$ is the evaluators' error rate over all their answers: fakes judged real plus reals judged fake,
@@ -1120,11 +1074,184 @@ def print_hype(who, is_fake, said_fake):
     return rate, low, high
 
 
+# %% [markdown]
+# ### The game
+#
+# Play it against this notebook's GAN. Each round shows 8 images, numbered 1 to 8, each a GAN sample or a held-out
+# real digit with probability ½. The rules come first, as a small class with no screen (so that they can be run
+# and tested without a person): a round opens and shows its images once; its guesses are taken once, as 8 letters
+# `r`/`f`; every scored round is kept in `hype_answers` (round → (truth, guesses)) and scored with the function
+# above.
+
+# %%
+import io
+
+import ipywidgets
+from IPython.display import Image, display
+from matplotlib.figure import Figure
+
+HYPE_N = 8
+hype_answers = {}                       # round -> (truth, your guesses), strings of r/f: every submitted round
+
+
+def hype_images(round):
+    """The images of one round (HYPE_N, 1, 28, 28) and which of them are fake (HYPE_N,) bool; seeded by round."""
+    g = torch.Generator().manual_seed(100 + round)
+    is_fake = torch.rand(HYPE_N, generator=g) < 0.5
+    idx = torch.randint(N_EVAL, (HYPE_N,), generator=g)
+    return torch.where(is_fake[:, None, None, None], samples["GAN"][idx], x_real[idx]), is_fake
+
+
+def print_hype_answers(who, answers):
+    """print_hype over every kept round of `answers` (round -> (truth, guesses), strings of r/f)."""
+    truth, said = ("".join(v[i] for v in answers.values()) for i in (0, 1))
+    return print_hype(who, torch.tensor([c == "f" for c in truth]), torch.tensor([c == "f" for c in said]))
+
+
+def hype_png(images, truth=None, said=None):
+    """A row of images (HYPE_N, 1, 28, 28) as PNG bytes, numbered; with `truth` and `said` (r/f strings) titled
+    with the truth, green where the guess was right and red where it was wrong."""
+    fig = Figure(figsize=(1.3 * HYPE_N, 1.8))              # not pyplot: nothing is shown until a widget shows it
+    for i, ax in enumerate(fig.subplots(1, HYPE_N)):
+        ax.imshow(images[i, 0], cmap="gray_r", vmin=0, vmax=1)
+        ax.set(xticks=[], yticks=[])
+        if truth is None:
+            ax.set_title(str(i + 1))
+        else:
+            right = said[i] == truth[i]
+            ax.set_title(f"{i + 1} {'fake' if truth[i] == 'f' else 'real'}", color="C2" if right else "C3")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight", pad_inches=0.05)
+    return buffer.getvalue()
+
+
+# %%
+class HypeGame:
+    """The game's rules without a screen: a round opens once, and its guesses are taken once and kept."""
+
+    def __init__(self, answers, first_round=None):
+        self.answers = answers                              # round -> (truth, guesses): the scored rounds
+        self.round = max(answers, default=-1) if first_round is None else first_round - 1   # the last round opened
+        self.waiting = False                                # whether the open round still waits for its guesses
+
+    def start(self):
+        """Open the next round (an open round not yet scored is dropped); its images (HYPE_N, 1, 28, 28)."""
+        self.round += 1
+        self.waiting = True
+        return hype_images(self.round)[0]
+
+    def submit(self, guesses):
+        """Score the open round's guesses (HYPE_N letters r/f): print its error rate and HYPE_inf over all
+        scored rounds, close the round, and return the round's error rate. ValueError on a bad input."""
+        if not self.waiting:
+            raise ValueError("no round is waiting for guesses: click 'show round' first")
+        said = "".join(guesses.split()).lower()
+        if len(said) != HYPE_N or not set(said) <= {"r", "f"}:
+            raise ValueError(f"type exactly {HYPE_N} letters, each r (real) or f (fake), e.g. rffrrfrf; "
+                             f"got {guesses!r}")
+        truth = "".join("f" if f else "r" for f in hype_images(self.round)[1].tolist())
+        self.answers[self.round], self.waiting = (truth, said), False
+        errors = sum(a != b for a, b in zip(said, truth, strict=True))
+        print(f"round {self.round}: truth {truth}, guesses {said}: error rate {errors / HYPE_N:.0%} "
+              f"({errors} of {HYPE_N})")
+        print_hype_answers(f"rounds scored so far ({len(self.answers)})", self.answers)
+        return errors / HYPE_N
+
+
+# %% [markdown]
+# One round played by a script, to show the rules at work: a fixed rule that calls **every** image real (not a
+# person; it plays its own rounds, far from yours, and keeps its answers apart from `hype_answers`). Its first
+# answer has the wrong length and is rejected; the round stays open for the second. The rule is a useful baseline:
+# it is wrong exactly on the fakes, so its error rate is the share of fakes in its rounds, about 50% in the long
+# run, without looking at a single image. An error rate near 50% is therefore not enough by itself: the two kinds
+# of error (fakes judged real, reals judged fake) tell a fooled evaluator from a lazy one.
+
+# %%
+scripted = HypeGame({}, first_round=1000)              # a fixed rule, not a person; its own answers
+scripted.start()
+for attempt in ("rrf", "r" * HYPE_N):
+    try:
+        scripted.submit(attempt)
+    except ValueError as err:
+        print(f"rejected: {err}")
+display(Image(hype_png(hype_images(scripted.round)[0], *scripted.answers[scripted.round])))
+
+# %% [markdown]
+# Now play (the widget needs a running notebook; nothing happens until you click):
+#
+# 1. Choose an exposure in milliseconds (0: the images stay until you submit) and click **show round**. After a
+#    short "get ready", the 8 images appear for that long, then vanish. The exposure is fixed when the round
+#    starts, and nothing you type or move brings the images back.
+# 2. Type your 8 guesses in the box, image 1 first (e.g. `rffrrfrf`), and click **submit**. Pressing Enter does
+#    nothing. A guess that is not 8 letters `r`/`f` is refused with a message, and the round stays open.
+# 3. The images come back titled with the truth (green where you were right), with this round's error rate and
+#    HYPE$_\infty$ over all your scored rounds with its 95% bootstrap interval. Click **show round** for the next
+#    round.
+#
+# Strictly, HYPE$_\infty$ is measured with unlimited time: play at exposure 0 for it. Lower the exposure from
+# round to round to feel HYPE$_\text{time}$, where your error rate climbs towards 50% (the score pools every
+# round you played).
+
+# %%
+def hype_widget(game):
+    """The game on screen: 'show round' shows a new round once, for the exposure; 'submit' scores the guesses."""
+    style, ms = {"description_width": "initial"}, "exposure (ms, 0 = until you submit)"
+    show, submit = ipywidgets.Button(description="show round"), ipywidgets.Button(description="submit")
+    exposure = ipywidgets.IntSlider(value=0, min=0, max=2000, step=50, description=ms, style=style,
+                                    layout=ipywidgets.Layout(width="520px"))
+    guesses = ipywidgets.Text(description=f"your {HYPE_N} guesses", placeholder="r or f each, e.g. rffrrfrf",
+                              style=style)
+    status = ipywidgets.Label("choose an exposure, then click 'show round'")
+    blank = hype_png(torch.zeros(HYPE_N, 1, 28, 28))         # empty numbered frames, between rounds
+    picture, result = ipywidgets.Image(value=blank, format="png"), ipywidgets.Output()
+
+    def on_show(_):
+        seconds = exposure.value / 1000                     # fixed for this round
+        show.disabled = True                                # a double click must not skip to the next round
+        picture.layout.visibility = "hidden"
+        picture.value, guesses.value = hype_png(game.start()), ""
+        result.clear_output()
+        if seconds:
+            status.value = f"round {game.round}: get ready"
+            time.sleep(0.3)                                 # the browser decodes the hidden picture first
+        picture.layout.visibility = "visible"
+        status.value = f"round {game.round}: type your {HYPE_N} guesses, then click submit"
+        if seconds:
+            time.sleep(seconds)
+            picture.layout.visibility, picture.value = "hidden", blank
+            time.sleep(0.1)                                 # the digits are gone before the empty frames show
+            picture.layout.visibility = "visible"
+            status.value = f"round {game.round}: time is up; type your {HYPE_N} guesses, then click submit"
+        show.disabled = False
+
+    def on_submit(_):
+        with result:
+            result.clear_output()
+            try:
+                game.submit(guesses.value)
+            except ValueError as err:
+                print(err)
+                return
+        picture.value = hype_png(hype_images(game.round)[0], *game.answers[game.round])
+        picture.layout.visibility = "visible"
+        status.value = f"round {game.round} scored (titles: the truth): 'show round' starts round {game.round + 1}"
+
+    show.on_click(on_show)
+    submit.on_click(on_submit)
+    display(ipywidgets.VBox([ipywidgets.HBox([show, exposure]), status, picture,
+                             ipywidgets.HBox([guesses, submit]), result]))
+
+
+hype_widget(HypeGame(hype_answers))
+
+# %% [markdown]
+# Your HYPE$_\infty$ over every round you submitted, for the record (run this cell again after playing):
+
+# %%
 if hype_answers:
-    truth, said = ("".join(v[i] for v in hype_answers.values()) for i in (0, 1))
-    print_hype("your answers", torch.tensor([c == "f" for c in truth]), torch.tensor([c == "f" for c in said]))
+    print_hype_answers("your answers", hype_answers)
 else:
-    print("no revealed rounds yet: play a few rounds above (tick reveal after each), then run this cell again")
+    print("no scored rounds yet: play a few rounds above (submit after each), then run this cell again")
 
 # %% [markdown]
 # A notebook that runs without a person (the course's tests, a batch run) still needs a number here, so the next
