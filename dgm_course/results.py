@@ -154,12 +154,19 @@ def record(lecture: str, name: str, value: float, unit: str, n_data: int | None 
 
 
 def _met(target: str, value: float, others: dict[str, float]) -> str:
-    """'yes' / '**no**' for a target "<op> number" or "<op> other_name" (a number of the same lecture and mode)."""
-    m = re.fullmatch(r"\s*(<=|>=|<|>)\s*([-+0-9.eE]+|[a-z0-9_]+)\s*", target)
-    if not m or (m.group(2) not in others and not re.fullmatch(r"[-+0-9.eE]+", m.group(2))):
+    """'yes' / '**no**' for a target "<op> number", "<op> other_name" or "<op> factor * other_name" (another number of
+    the same lecture and mode, e.g. "<= 2 * fid_floor"); "" when the target is not of that form or names no number."""
+    m = re.fullmatch(r"\s*(<=|>=|<|>)\s*(?:([-+0-9.eE]+)\s*\*\s*)?([-+0-9.eE]+|[a-z0-9_]+)\s*", target)
+    if not m:
         return ""
-    op, ref = m.groups()
-    bound = others[ref] if ref in others else float(ref)
+    op, factor, ref = m.groups()
+    if ref in others:
+        bound = others[ref]
+    elif re.fullmatch(r"[-+0-9.eE]+", ref) and factor is None:
+        bound = float(ref)
+    else:
+        return ""
+    bound *= float(factor) if factor is not None else 1.0
     ok = {"<=": value <= bound, ">=": value >= bound, "<": value < bound, ">": value > bound}[op]
     return "yes" if ok else "**no**"
 

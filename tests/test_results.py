@@ -72,3 +72,12 @@ def test_targets_can_name_another_number(folder):
     row = next(r for r in results.table(folder).splitlines() if "mixture_test_nll" in r)
     assert "| **no** |" in row
 
+
+
+@pytest.mark.parametrize("target, value, met", [
+    ("<= 2 * fid_floor", 60.0, "yes"), ("<= 2 * fid_floor", 61.0, "**no**"), ("<= 1.3*fid_floor", 39.0, "yes"),
+    (">= 0.95", 0.95, "yes"), ("> fid_floor", 30.0, "**no**"), ("<= 2 * unknown", 1.0, ""), ("<= 2 * 3", 1.0, ""),
+    ("about 2", 1.0, ""),
+])
+def test_targets_can_scale_another_number(target, value, met):
+    assert results._met(target, value, {"fid_floor": 30.0}) == met
