@@ -9,10 +9,14 @@ from .runtime import budget, cache_dir, device, mode, progress, seed_everything,
 from .train import evaluate, fit, train_or_load
 
 __all__ = [
-    "budget", "cache_dir", "checks", "device", "evaluate", "evaluation", "fit", "metrics", "mnist", "mode", "plot", "progress", "record",
+    "REPOSITORY", "budget", "cache_dir", "checks", "device", "evaluate", "evaluation", "fit", "metrics", "mnist", "mode", "plot", "progress", "record",
     "seed_everything", "setup", "toy", "train_or_load", "widgets",
 ]
 __version__ = "0.1.0"
+# The course repository, in ONE place: each notebook's first cell installs the package from it where it is
+# missing (Colab, a bare Jupyter), and the README's "Open in Colab" links point at it. A fork changes this line
+# and runs `python -m dgm_course.build`, which rewrites both.
+REPOSITORY = "https://github.com/dgm-course/dgm-course"
 
 
 def __getattr__(name: str):

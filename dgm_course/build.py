@@ -5,6 +5,11 @@ notebook `solutions/NN_name.ipynb` and the student notebook `lectures/NN_name.ip
 `### BEGIN SOLUTION` and `### END SOLUTION` becomes a stub raising NotImplementedError that names its exercise
 (nbgrader's ClearSolutions does the replacing). Both are written without outputs. `--check` writes nothing
 and exits 1 when a generated file is stale.
+
+The first code cell of every generated notebook is written here, not in the sources: it installs the course
+package from `dgm_course.REPOSITORY` where `dgm_course` cannot be imported (Colab, a bare Jupyter). A copy of it
+that reached a source (a paired notebook saved from Jupyter) is dropped by its tag and written afresh, so it
+cannot drift from the constant. The README's "Open in Colab" links come from the same constant.
 """
 
 from __future__ import annotations
@@ -16,8 +21,63 @@ from pathlib import Path
 import jupytext
 import nbformat
 
+from . import REPOSITORY
+
 STUB_MARKER = "__EXERCISE__"
 PAIRING = {"formats": "ipynb,py:percent"}
+BRANCH = "main"
+INSTALL_TAG = "install"  # the tag of the generated first code cell
+INSTALL_CELL = """\
+# On Colab or a bare Jupyter, install the course package where it is missing (this cell is written by
+# dgm_course.build; DGM_PIP_SOURCE names another pip source, e.g. a local copy of the course)
+import importlib.util
+import os
+import subprocess
+import sys
+
+if importlib.util.find_spec("dgm_course") is None:
+    source = os.environ.get("DGM_PIP_SOURCE", "{archive}")
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", source],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        raise RuntimeError(f"could not install the course package from {{source}}:\\n{{pip.stderr[-3000:]}}")
+    importlib.invalidate_caches()
+    if importlib.util.find_spec("dgm_course") is None:
+        raise RuntimeError("the course package was installed but cannot be imported: restart the kernel")
+    print(f"installed the course package from {{source}}")"""
+README_START, README_END = "<!-- colab:start -->", "<!-- colab:end -->"
+COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+
+
+def _owner_repo(repository: str) -> str:
+    prefix = "https://github.com/"
+    parts = repository.removeprefix(prefix).strip("/").split("/")
+    if not repository.startswith(prefix) or len(parts) != 2 or not all(parts):
+        raise ValueError(f"dgm_course.REPOSITORY must be https://github.com/<owner>/<repo>; got {repository!r}")
+    return "/".join(parts)
+
+
+def install_cell_source(repository: str | None = None) -> str:
+    """The first code cell of every notebook: pip-installs the course from `repository` when it is missing."""
+    repository = repository or REPOSITORY
+    archive = f"https://github.com/{_owner_repo(repository)}/archive/refs/heads/{BRANCH}.zip"
+    return INSTALL_CELL.format(archive=archive)
+
+
+def colab_url(stem: str, repository: str | None = None) -> str:
+    """The "Open in Colab" address of the student notebook `lectures/<stem>.ipynb`."""
+    owner_repo = _owner_repo(repository or REPOSITORY)
+    return f"https://colab.research.google.com/github/{owner_repo}/blob/{BRANCH}/lectures/{stem}.ipynb"
+
+
+def readme_with_colab_links(readme: str, stems: list[str]) -> str:
+    """`readme` with the table between its colab markers rewritten: one "Open in Colab" badge per lecture."""
+    start, end = readme.find(README_START), readme.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"README.md needs a {README_START} ... {README_END} block for the Colab links")
+    rows = ["| lecture | open the student notebook in Colab |", "| --- | --- |"]
+    rows += [f"| `{stem}` | [![Open in Colab]({COLAB_BADGE})]({colab_url(stem)}) |" for stem in stems]
+    return readme[:start + len(README_START)] + "\n" + "\n".join(rows) + "\n" + readme[end:]
 
 
 def _exercise_of(cell) -> str | None:
@@ -38,6 +98,9 @@ def _normalize(nb, stem: str) -> None:
 def solution_notebook(source: Path) -> nbformat.NotebookNode:
     """The instructor notebook of a jupytext source, paired with it."""
     nb = jupytext.read(source, fmt="py:percent")
+    nb.cells = [c for c in nb.cells if INSTALL_TAG not in c.get("metadata", {}).get("tags", [])]
+    first_code = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"), len(nb.cells))
+    nb.cells.insert(first_code, nbformat.v4.new_code_cell(install_cell_source(), metadata={"tags": [INSTALL_TAG]}))
     nb.metadata.setdefault("jupytext", {}).update(PAIRING)
     nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     nb.metadata["language_info"] = {"name": "python"}
@@ -67,7 +130,7 @@ def student_notebook(solution: nbformat.NotebookNode, stem: str) -> nbformat.Not
 
 
 def outputs(root: Path) -> dict[Path, str]:
-    """Every generated file (path -> text) for the sources in `root/solutions`."""
+    """Every generated file (path -> text) for the sources in `root/solutions`, and the README's Colab links."""
     sources = sorted((root / "solutions").glob("[0-9][0-9]_*.py"))
     files: dict[Path, str] = {}
     for source in sources:
@@ -75,6 +138,9 @@ def outputs(root: Path) -> dict[Path, str]:
         files[source.with_suffix(".ipynb")] = nbformat.writes(solution) + "\n"
         student = student_notebook(solution, source.stem)
         files[root / "lectures" / f"{source.stem}.ipynb"] = nbformat.writes(student) + "\n"
+    readme = root / "README.md"
+    if readme.is_file():  # a bare folder of sources (as in the tests) has none
+        files[readme] = readme_with_colab_links(readme.read_text(), [s.stem for s in sources])
     return files
 
 
@@ -88,7 +154,8 @@ def stale_files(root: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: regenerate the notebooks, or with --check report stale ones."""
-    parser = argparse.ArgumentParser(description="Generate solution and student notebooks from solutions/*.py")
+    parser = argparse.ArgumentParser(description="Generate solution and student notebooks from solutions/*.py "
+                                                 "(and the README's Colab links)")
     parser.add_argument("--root", type=Path, default=Path("."), help="the course checkout (default: .)")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if anything is stale")
     args = parser.parse_args(argv)

@@ -76,7 +76,9 @@ def run_lecture(notebook: Path, mode: str, out: Path, results_dir: Path, cold: b
             return Run(lecture, mode, "skipped (done; --force reruns)", previous["wall_s"], previous["device"],
                        _numbers(results_dir, lecture, mode))
     with tempfile.TemporaryDirectory(prefix=f"dgm-run-{lecture}-") as scratch:
-        env = dict(os.environ, DGM_MODE=mode, DGM_RESULTS_DIR=str(Path(scratch) / "results"), MPLBACKEND="Agg",
+        # in a kernel the inline backend, not Agg: it stores each figure in the executed notebook, for the site
+        backend = "Agg" if plain else "module://matplotlib_inline.backend_inline"
+        env = dict(os.environ, DGM_MODE=mode, DGM_RESULTS_DIR=str(Path(scratch) / "results"), MPLBACKEND=backend,
                    TQDM_DISABLE="1")
         if cold:
             env["DGM_CACHE_DIR"] = str(Path(scratch) / "cache")

@@ -62,7 +62,7 @@ LECTURE = "14_evaluation"
 T0 = time.perf_counter()
 
 # %% [markdown]
-# ### The course's evaluation protocol
+# ## The course's evaluation protocol
 #
 # Every sample-quality number of the course (this lecture and lectures 08, 09, 13 and 15) is measured the same way,
 # with the helpers of `dgm_course.evaluation` that this lecture explains:

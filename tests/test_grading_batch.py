@@ -64,8 +64,9 @@ def submission(only: bool = False, **replaced: str) -> nbformat.NotebookNode:
 
 
 def short(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Lecture 01 cut to its title, setup cell and exercise cells."""
-    keep = [nb.cells[0]] + [c for c in nb.cells if c.cell_type == "code"][:1] + [
+    """Lecture 01 cut to its title, setup cell (the first code cell after the Colab install cell) and exercise cells."""
+    setup = [c for c in nb.cells if c.cell_type == "code" and "install" not in c.metadata.get("tags", [])][:1]
+    keep = [nb.cells[0]] + setup + [
         c for c in nb.cells if any(t.split(":")[0] in ("solution", "check") for t in c.metadata.get("tags", []))]
     out = nbformat.v4.new_notebook(metadata=nb.metadata)
     out.cells = keep

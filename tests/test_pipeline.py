@@ -56,15 +56,17 @@ def test_build_of_a_tiny_source(tmp_path):
     solution = nbformat.read(tmp_path / "solutions" / "99_tiny.ipynb", as_version=4)
     student = nbformat.read(tmp_path / "lectures" / "99_tiny.ipynb", as_version=4)
     nbformat.validate(student)
-    assert "return 2 * x" in solution.cells[1].source and solution.metadata.jupytext.formats == "ipynb,py:percent"
-    stub = student.cells[1].source
+    for nb in (solution, student):  # the build's install cell comes first (tests/test_colab.py tests it)
+        assert nb.cells[1].source == build.install_cell_source() and nb.cells[1].metadata.tags == ["install"]
+    assert "return 2 * x" in solution.cells[2].source and solution.metadata.jupytext.formats == "ipynb,py:percent"
+    stub = student.cells[2].source
     assert "return 2 * x" not in stub and '"""Twice x."""' in stub
     namespace = {}
     exec(compile(stub, "stub", "exec"), namespace)
     with pytest.raises(NotImplementedError, match="ex1_double"):
         namespace["double"](3)
     assert "jupytext" not in student.metadata
-    assert student.cells[2].source == solution.cells[2].source  # checks are untouched
+    assert student.cells[3].source == solution.cells[3].source  # checks are untouched
 
 
 @pytest.mark.parametrize("source, message", [
