@@ -1021,7 +1021,7 @@ class SoftmaxRegression(nn.Module):
 
 softmax_reg = SoftmaxRegression(784, 10).to(device)
 fit(softmax_reg, (probs, labels), epochs=SOFTMAX_EPOCHS, batch_size=256,
-    lr=3e-3, transform=mnist.binarize_dynamic, progress=False)
+    lr=3e-3, transform=mnist.binarize_dynamic)
 with torch.no_grad():
     softmax_accuracy = (softmax_reg.linear(x_test_mnist).argmax(-1) == test_labels).float().mean().item()
 print(f"test accuracy: naive Bayes {naive_bayes_accuracy:.3f}, softmax regression {softmax_accuracy:.3f}")

@@ -231,7 +231,7 @@ def fit_decayed(model, epochs, lr, x=None):
         for group in optimizer.param_groups:
             group["lr"] = lr * (1 - 0.9 * epoch / max(1, epochs - 1))
         h = fit(model, x, epochs=1, batch_size=BATCH, optimizer=optimizer, transform=mnist.binarize_dynamic,
-                seed=epoch, progress=False)
+                seed=epoch)
         history["train_loss"] += h["train_loss"]
         history["epoch_time"] += h["epoch_time"]
         print(f"  epoch {epoch + 1}/{epochs}: train loss {h['train_loss'][0]:.2f} ({h['epoch_time'][0]:.0f} s)")

@@ -390,7 +390,7 @@ def train_vae(model, epochs, seed=0):
     """Adam on model.loss with the decaying learning rate, dynamic binarization, test -ELBO after each epoch."""
     torch.manual_seed(seed)
     return fit(model, x_train, x_test, epochs=epochs, batch_size=BATCH, lr=decaying(epochs),
-               transform=mnist.binarize_dynamic, seed=seed, progress=False)
+               transform=mnist.binarize_dynamic, seed=seed)
 
 
 vae_base = VAE(warmup_steps=WARMUP_STEPS).to(device)    # the VAE before its last stretch of training
@@ -430,7 +430,7 @@ def train_tail(model, seed=1):
     subset = x_train[torch.randperm(len(x_train), generator=torch.Generator().manual_seed(seed))[:TAIL_IMAGES]]
     torch.manual_seed(seed)
     return fit(model, subset, x_test, epochs=TAIL_EPOCHS, batch_size=BATCH, lr=decaying(VAE_EPOCHS)[-1],
-               transform=mnist.binarize_dynamic, seed=seed, progress=False)
+               transform=mnist.binarize_dynamic, seed=seed)
 
 
 vae = VAE().to(device)
@@ -576,7 +576,7 @@ def train_aux(model, data, test, transform):
     """A short run on the first N_AUX training images: Adam with the decaying learning rate, AUX_EPOCHS epochs."""
     torch.manual_seed(0)
     return fit(model, data[:N_AUX], test, epochs=AUX_EPOCHS, batch_size=BATCH, lr=decaying(AUX_EPOCHS),
-               transform=transform, seed=0, progress=False)
+               transform=transform, seed=0)
 
 
 torch.manual_seed(0)

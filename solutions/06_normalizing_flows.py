@@ -218,7 +218,7 @@ x_train_1d = truth_1d.sample(N_1D, seed=1)                         # (N,)
 x_test_1d = truth_1d.sample(5000, seed=2)
 cdf_flow = MixtureCDFFlow(K=5, init_mu=torch.quantile(x_train_1d, torch.linspace(0.1, 0.9, 5))).to(device)
 hist_1d = train_or_load(cdf_flow, LECTURE, "cdf_flow", lambda: fit(
-    cdf_flow, x_train_1d, x_test_1d, epochs=EPOCHS_1D, batch_size=128, lr=3e-2, progress=False))
+    cdf_flow, x_train_1d, x_test_1d, epochs=EPOCHS_1D, batch_size=128, lr=3e-2))
 with torch.no_grad():
     cdf_test_nll = -cdf_flow.log_prob(x_test_1d.to(device)).mean().item()
 true_test_nll = -truth_1d.log_prob(x_test_1d).mean().item()

@@ -274,7 +274,7 @@ for name, data in toy_data.items():
     torch.manual_seed(0)
     nvp2d[name] = real_nvp_2d()
     hist2d[name] = train_or_load(nvp2d[name], LECTURE, f"realnvp_{name}_2d", lambda m=nvp2d[name], d=data: fit(
-        m, d["train"], d["val"], epochs=TOY_EPOCHS, batch_size=512, lr=2e-3, progress=False))
+        m, d["train"], d["val"], epochs=TOY_EPOCHS, batch_size=512, lr=2e-3))
     print(f"{name}: val NLL {hist2d[name]['val_loss'][-1]:.3f} nats after {len(hist2d[name]['val_loss'])} epochs")
 
 # %% [markdown]
@@ -586,7 +586,7 @@ with torch.no_grad():                                                     # ActN
 MNIST_EPOCHS = budget(smoke=1, standard=2, full=30)
 mnist_history = train_or_load(nvp_mnist, LECTURE, "realnvp_mnist_conv", lambda: fit(
     nvp_mnist, train_images, epochs=MNIST_EPOCHS, batch_size=64, lr=1e-3, transform=dequantize,
-    clip_grad=100.0, progress=False))
+    clip_grad=100.0))
 
 
 @torch.no_grad()
@@ -770,7 +770,7 @@ for depth in (1, 8):
     torch.manual_seed(0)
     maf[depth] = autoregressive_flow(MAFLayer, 2, depth)
     train_or_load(maf[depth], LECTURE, f"maf{depth}_moons", lambda m=maf[depth]: fit(
-        m, moons["train"], moons["val"], epochs=MAF_EPOCHS, batch_size=512, lr=2e-3, progress=False))
+        m, moons["train"], moons["val"], epochs=MAF_EPOCHS, batch_size=512, lr=2e-3))
 
 x = moons["test"][:4].to(device)
 with torch.no_grad():

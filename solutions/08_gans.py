@@ -42,7 +42,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dgm_course import budget, metrics, mnist, plot, record, setup, toy, train_or_load, widgets
+from dgm_course import budget, metrics, mnist, plot, progress, record, setup, toy, train_or_load, widgets
 from dgm_course.exercises import lecture08
 
 device, MODE = setup(seed=0)
@@ -235,7 +235,7 @@ def c2st(x, y, hidden=64, steps=300, n_perm=1000, seed=0):
                         nn.Linear(hidden, 1)).to(device)
     opt = torch.optim.Adam(clf.parameters(), lr=3e-3)
     x_tr, y_tr = inputs[train].to(device), labels[train].to(device)
-    for _ in range(steps):                                                # full-batch training
+    for _ in progress(range(steps), "classifier two-sample test"):        # full-batch training
         loss = F.binary_cross_entropy_with_logits(clf(x_tr).squeeze(1), y_tr)
         opt.zero_grad()
         loss.backward()
@@ -350,7 +350,7 @@ def train_discriminator(disc, x_real, x_fake, steps, batch=256, lr=1e-3, seed=0)
     """Minimize discriminator_loss on two fixed sample sets (the generator does not move)."""
     opt = torch.optim.Adam(disc.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
+    for _ in progress(range(steps), "discriminator"):
         i, j = (torch.randint(len(x), (batch,), generator=g) for x in (x_real, x_fake))
         loss = discriminator_loss(disc(x_real[i].to(device)).squeeze(1), disc(x_fake[j].to(device)).squeeze(1))
         opt.zero_grad()
@@ -643,7 +643,7 @@ def train_gan_2d(G, D, data, steps, g_loss, batch, lr=1e-3, every=100, seed=0):
     gen = torch.Generator().manual_seed(seed)
     z_fixed = torch.randn(N_EVAL, Z_DIM_2D, generator=torch.Generator().manual_seed(1)).to(device)
     history = {"d_loss": [], "g_loss": [], "step": [], "samples": [], "d_grid": []}
-    for step in range(1, steps + 1):
+    for step in progress(range(1, steps + 1), "GAN steps"):
         x = data[torch.randint(len(data), (batch,), generator=gen)].to(device)          # (B, 2)
         z_d, z_g = (torch.randn(batch, Z_DIM_2D, generator=gen).to(device) for _ in range(2))   # (B, Z) each
         d_loss, loss = gan_step(G, D, opt_g, opt_d, x, z_d, z_g, g_loss)
@@ -805,7 +805,7 @@ def train_dcgan(G, D, images, steps, batch=64, lr=2e-4, n_snapshots=6, seed=0):
     z_fixed = torch.randn(64, Z_DIM, generator=torch.Generator().manual_seed(1)).to(device)
     at = {round(steps * (k + 1) / n_snapshots) for k in range(n_snapshots)}
     history = {"d_loss": [], "g_loss": [], "step": [], "samples": []}
-    for step in range(1, steps + 1):
+    for step in progress(range(1, steps + 1), "GAN steps"):
         x = 2 * images[torch.randint(len(images), (batch,), generator=gen)].to(device) - 1    # (B, 1, 28, 28)
         z_d, z_g = (torch.randn(batch, Z_DIM, generator=gen).to(device) for _ in range(2))
         d_loss, loss = gan_step(G, D, opt_g, opt_d, x, z_d, z_g)

@@ -42,7 +42,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dgm_course import budget, mnist, plot, record, setup, toy, train_or_load, widgets
+from dgm_course import budget, mnist, plot, progress, record, setup, toy, train_or_load, widgets
 from dgm_course.exercises import lecture09
 
 device, MODE = setup(seed=0)
@@ -344,7 +344,7 @@ def train_fgan(G, V, name, steps=FGAN_STEPS, batch=256):
     g, (_, f_star, _) = ACTIVATIONS[name], DIVERGENCES[name]
     data = ring.to(device)
     history = {"bound": [], "mu": [], "std": []}
-    for _ in range(steps):
+    for _ in progress(range(steps), f"f-GAN ({name})"):
         x = data[torch.randint(len(data), (batch,), device=device)]       # (B, 2) real
         critic_loss, _ = fgan_losses(V(x)[:, 0], V(G.sample(batch).detach())[:, 0], g, f_star)
         opt_V.zero_grad(set_to_none=True)
@@ -627,7 +627,7 @@ def train_wgan(G, D, sample_real, nz, steps, clip=None, lam=None, n_critic=5, ba
     else:
         opt_G, opt_D = (torch.optim.Adam(m.parameters(), lr=lr, betas=(0.5, 0.9)) for m in (G, D))
     history = {"w_estimate": [], "gp": []}
-    for _ in range(steps):
+    for _ in progress(range(steps), "WGAN generator steps"):
         for _ in range(n_critic):
             x = sample_real(batch)                                        # (B, ...) real
             with torch.no_grad():
@@ -936,7 +936,7 @@ def train_bigan(G, E, D, steps=BIGAN_STEPS, batch=128, lr=2e-4):
     opt_D = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
     opt_GE = torch.optim.Adam([*G.parameters(), *E.parameters()], lr=lr, betas=(0.5, 0.999))
     history = {"loss_D": [], "loss_GE": []}
-    for _ in range(steps):
+    for _ in progress(range(steps), "BiGAN"):
         x, z = sample_mnist(batch), torch.randn(batch, NZ_BIGAN, device=device)   # (B, 784), (B, nz)
         real_logit = D(x, E(x).detach())                                  # encoder pair: label 1
         fake_logit = D(G(z).detach(), z)                                  # generator pair: label 0

@@ -411,7 +411,7 @@ class EBM2d(nn.Module):
 torch.manual_seed(0)
 ebm_sm = EBM2d().to(device)
 sm_history = train_or_load(ebm_sm, LECTURE, "ebm2d_score_matching", lambda: fit(
-    ebm_sm, x_train, epochs=SM_EPOCHS, batch_size=256, lr=3e-3, progress=False))
+    ebm_sm, x_train, epochs=SM_EPOCHS, batch_size=256, lr=3e-3))
 
 # %% [markdown]
 # Evaluation against the truth, which we know here. The Fisher divergence uses the true score; by the identity

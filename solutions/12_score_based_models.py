@@ -256,7 +256,7 @@ for sigma in SIGMAS:
     dsm[sigma] = DSM(sigma).to(device)
     dsm_hist[sigma] = train_or_load(
         dsm[sigma], LECTURE, f"dsm_sigma{sigma}",
-        lambda m=dsm[sigma]: fit(m, data, epochs=EPOCHS, batch_size=256, lr=2e-3, progress=False))
+        lambda m=dsm[sigma]: fit(m, data, epochs=EPOCHS, batch_size=256, lr=2e-3))
 plot.curves({f"sigma={s}": dsm_hist[s]["train_loss"] for s in SIGMAS}, title="DSM loss per epoch", logy=True)
 plt.show()
 
@@ -505,7 +505,7 @@ for method in ("exact", "gaussian", "rademacher", "gaussian_vr"):
     sm[method] = ScoreMatching(method).to(device)
     sm_hist[method] = train_or_load(
         sm[method], LECTURE, f"sm_{method}",
-        lambda m=sm[method]: fit(m, data, epochs=SM_EPOCHS, batch_size=256, lr=2e-3, progress=False))
+        lambda m=sm[method]: fit(m, data, epochs=SM_EPOCHS, batch_size=256, lr=2e-3))
     sm_err[method] = score_errors(sm[method], 0.0)
     sec = sum(sm_hist[method]["epoch_time"]) / len(sm_hist[method]["step_loss"])
     print(f"{method:11s}: E_p |s_theta - grad log p|^2 = {sm_err[method][0]:.4f} (relative {sm_err[method][1]:.4f}); "

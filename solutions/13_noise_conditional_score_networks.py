@@ -44,7 +44,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dgm_course import budget, evaluation, fit, mnist, plot, record, setup, train_or_load, widgets
+from dgm_course import budget, evaluation, fit, mnist, plot, progress, record, setup, train_or_load, widgets
 from dgm_course.exercises import lecture13
 
 device, MODE = setup(seed=0)
@@ -304,7 +304,7 @@ print(f"sigma^2-weighted DSM loss {weighted.item():.6f}   eps-prediction loss {e
 # %%
 TOY_EPOCHS = budget(smoke=10, standard=60, full=200)
 hist_toy = train_or_load(ncsn_toy, LECTURE, "ncsn_toy", lambda: fit(
-    ncsn_toy, x_toy, epochs=TOY_EPOCHS, batch_size=512, lr=2e-3, progress=False))
+    ncsn_toy, x_toy, epochs=TOY_EPOCHS, batch_size=512, lr=2e-3))
 plot.curves({"train loss (eps form)": hist_toy["train_loss"]}, title="NCSN on the two-mode target")
 plt.show()
 
@@ -916,7 +916,7 @@ print(f"{sum(p.numel() for p in ncsn_mnist.parameters()):,} parameters")
 # %%
 MNIST_EPOCHS = budget(smoke=1, standard=3, full=40)
 hist_mnist = train_or_load(ncsn_mnist, LECTURE, "ncsn_mnist", lambda: fit(
-    ncsn_mnist, x_mnist, epochs=MNIST_EPOCHS, batch_size=128, lr=2e-3, progress=False))
+    ncsn_mnist, x_mnist, epochs=MNIST_EPOCHS, batch_size=128, lr=2e-3))
 plot.curves({"loss per step": hist_mnist["step_loss"]}, xlabel="step", logy=True,
             title=f"MNIST NCSN, {MNIST_EPOCHS} epochs on {N_TRAIN} digits")
 plt.show()
@@ -973,7 +973,7 @@ def denoise(score, x, sigma):
 @torch.no_grad()
 def sample_ncsn_mnist(n, seed=0, batch=500):
     out = []
-    for start in range(0, n, batch):
+    for start in progress(range(0, n, batch), "annealed Langevin, batches"):
         g = torch.Generator().manual_seed(seed + start)
         x = torch.rand(min(batch, n - start), 1, 28, 28, generator=g).to(device)
         states = annealed_langevin(ncsn_mnist.score, x, sigmas_mnist.to(device), STEP_MNIST, T_MNIST)

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 
 from dgm_course import budget, evaluation, fit, mnist, plot, record, setup, toy, train_or_load, widgets
 from dgm_course.exercises import lecture15
+from dgm_course.runtime import progress
 
 device, MODE = setup(seed=0)
 LECTURE = "15_diffusion_models"
@@ -388,7 +389,7 @@ ring_test = toy.toy_2d("8gaussians", 5000, seed=2)
 torch.manual_seed(0)
 toy_model = Diffusion(MLPEps(), beta_toy).to(device)
 toy_history = train_or_load(toy_model, LECTURE, "ddpm_ring_simple", lambda: fit(
-    toy_model, ring_train, epochs=TOY_EPOCHS, batch_size=256, lr=2e-3, progress=False))
+    toy_model, ring_train, epochs=TOY_EPOCHS, batch_size=256, lr=2e-3))
 print(f"final training loss {toy_history['train_loss'][-1]:.4f} (a model predicting 0 scores 1)")
 
 # %% [markdown]
@@ -495,7 +496,7 @@ def sample(self, n, shape, y=None, w=1.0, clip=None, generator=None):
     """Ancestral sampling (DDPM): T network calls; returns x_0 (n, *shape)."""
     dev = self.beta.device
     x = torch.randn(n, *shape, generator=generator).to(dev)              # x_T
-    for t in range(self.T, 0, -1):
+    for t in progress(range(self.T, 0, -1), "ancestral sampling, steps"):
         eps_hat = self.eps(x, t, y, w)
         if clip is not None:
             ab = self.alpha_bar[t]
@@ -690,7 +691,7 @@ def train_mnist():
     opt = torch.optim.Adam(ddpm.parameters(), lr=LR)
     ema = copy.deepcopy(ddpm).requires_grad_(False)
     gen, losses, start = torch.Generator().manual_seed(0), [], time.perf_counter()
-    for step in range(STEPS):
+    for step in progress(range(STEPS), "DDPM training"):
         idx = torch.randint(0, len(x_train), (BATCH,), generator=gen)
         loss = ddpm.loss(x_train[idx].to(device), train_labels[idx].to(device))
         for group in opt.param_groups:                                   # warm-up, then cosine decay to 0
