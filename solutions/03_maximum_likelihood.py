@@ -61,6 +61,7 @@ import torch.nn.functional as F
 
 from dgm_course import budget, checks, evaluate, fit, mnist, plot, record, setup, toy, train_or_load, widgets
 from dgm_course.exercises import lecture03
+from dgm_course.runtime import progress
 
 device, MODE = setup(seed=0)
 LECTURE = "03_maximum_likelihood"
@@ -934,7 +935,7 @@ for n_pix in (1000, 100000):
         head = PixelHead(kind).to(device)
         opt = torch.optim.Adam(head.parameters(), lr=3e-3)
         idx_train = order[:n_pix]
-        for _ in range(DL_STEPS):
+        for _ in progress(range(DL_STEPS), "8-bit heads, steps"):
             b = idx_train[torch.randint(0, n_pix, (min(n_pix, 512),), generator=gen)]
             loss = -head.log_prob(ctx_all[b].to(device), x8_all[b].to(device)).mean()
             opt.zero_grad()

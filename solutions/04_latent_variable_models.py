@@ -54,6 +54,7 @@ from torch.distributions import MultivariateNormal, Normal
 
 from dgm_course import budget, plot, record, setup, toy, widgets
 from dgm_course.exercises import lecture04
+from dgm_course.runtime import progress
 
 device, MODE = setup(seed=0, threads=1)                   # small tensors only: one thread is fastest
 LECTURE = "04_latent_variable_models"
@@ -938,7 +939,7 @@ def train_hm(method, steps, batch=100, lr=0.03, seed=8):
     opt_gen = torch.optim.Adam([model.a, model.W, model.c], lr=lr)
     opt_rec = torch.optim.Adam([model.R, model.s], lr=lr)
     history = {}
-    for step in range(steps + 1):
+    for step in progress(range(steps + 1), "training steps"):
         if step % 100 == 0:
             for key, value in evaluate_hm(model, p_data).items():
                 history.setdefault(key, []).append(value)

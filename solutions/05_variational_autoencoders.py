@@ -45,6 +45,7 @@ import torch.nn.functional as F
 
 from dgm_course import budget, fit, mnist, plot, record, setup, train_or_load, widgets
 from dgm_course.exercises import lecture05
+from dgm_course.runtime import progress
 
 device, MODE = setup(seed=0)
 LECTURE = "05_variational_autoencoders"
@@ -731,7 +732,7 @@ def fit_local_q(model, x, mu, logvar, steps, n_samples=4, lr=1e-2):
     opt = torch.optim.Adam([mu, logvar], lr=lr)
     trace = []
     model.requires_grad_(False)                             # only the local parameters move
-    for _ in range(steps):
+    for _ in progress(range(steps), "per-image ELBO steps"):
         loss = -local_elbo(model, x, mu, logvar, n_samples).sum()   # images are independent: sum, not mean
         opt.zero_grad()
         loss.backward()
@@ -1134,7 +1135,7 @@ class ARDecoderVAE(VAE):
         z = torch.randn(n, self.d_z, device=self.W.device)
         from_z, W = self.decoder(z), (self.W * self.mask).T                # (n, 784), (784, 784)
         x = torch.zeros(n, 784, device=self.W.device)
-        for i in range(784):                                            # one pixel at a time
+        for i in progress(range(784), "sampling, pixels"):       # one pixel at a time
             x[:, i] = torch.bernoulli(torch.sigmoid(from_z[:, i] + x @ W[:, i]))
         return x.view(n, 1, 28, 28)
 

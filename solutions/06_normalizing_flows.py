@@ -67,6 +67,7 @@ from torch.distributions import MultivariateNormal, Normal
 
 from dgm_course import budget, fit, plot, record, setup, toy, train_or_load, widgets
 from dgm_course.exercises import lecture06
+from dgm_course.runtime import progress
 
 device, MODE = setup(seed=0, threads=1)   # small tensors only: one thread is faster than two that wait on each other
 LECTURE = "06_normalizing_flows"
@@ -691,7 +692,7 @@ def train_planar(model, name, steps, batch, lr=1e-2, anneal=0.3, seed=0):
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     history = {"free_energy": []}
-    for t in range(steps):
+    for t in progress(range(steps), "planar flow VI steps"):
         beta = min(1.0, 0.01 + t / (anneal * steps))            # annealed inverse temperature
         zK, log_q = model.sample(batch)                         # (B, 2), (B,)
         loss = (log_q + beta * energy(name, zK)).mean()         # E_q[log q - beta log p~]

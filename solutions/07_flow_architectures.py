@@ -53,6 +53,7 @@ import torch.nn.functional as F
 
 from dgm_course import budget, fit, mnist, plot, record, setup, toy, train_or_load, widgets
 from dgm_course.exercises import lecture07
+from dgm_course.runtime import progress
 
 device, MODE = setup(seed=0)
 LECTURE = "07_flow_architectures"
@@ -897,7 +898,7 @@ def distill():
     opt = torch.optim.Adam(student.parameters(), lr=5e-4)
     gen = torch.Generator().manual_seed(0)
     history = []
-    for _ in range(DISTILL_STEPS):
+    for _ in progress(range(DISTILL_STEPS), "distillation steps"):
         z = torch.randn(512, 2, generator=gen).to(device)
         kl = distillation_kl(student, teacher, z)
         opt.zero_grad(set_to_none=True)

@@ -57,6 +57,7 @@ from torch.distributions import Categorical, MixtureSameFamily, MultivariateNorm
 
 from dgm_course import budget, checks, plot, record, setup, train_or_load, widgets
 from dgm_course.exercises import lecture10
+from dgm_course.runtime import progress
 
 device, MODE = setup(seed=0, threads=1)   # small tensors only: one thread is faster than two that wait on each other
 LECTURE = "10_energy_based_models"
@@ -345,7 +346,7 @@ def run_mh(log_p, x0, sigma, steps, keep=1):
     """Run chains from x0 (N, D): the paths of the first `keep` chains (steps + 1, keep, D), the final states
     (N, D) and the acceptance rate over all steps and chains."""
     x, path, accepted_total = x0.clone(), [x0[:keep].clone()], 0.0
-    for _ in range(steps):
+    for _ in progress(range(steps), "EBM training steps"):
         x, accepted = mh_step(x, log_p, sigma)
         path.append(x[:keep].clone())
         accepted_total += accepted.float().mean().item()

@@ -58,6 +58,7 @@ from torch.distributions import Categorical, MixtureSameFamily, MultivariateNorm
 
 from dgm_course import budget, fit, mnist, plot, record, setup, train_or_load, widgets
 from dgm_course.exercises import lecture11
+from dgm_course.runtime import progress
 
 device, MODE = setup(seed=0)
 LECTURE = "11_training_energy_based_models"
@@ -583,7 +584,7 @@ def train_nce(model, x_data, q, steps, batch=256, lr=1e-2, seed=0):
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     history = {"loss": [], "log_Z": []}
-    for _ in range(steps):
+    for _ in progress(range(steps), "NCE steps"):
         i = torch.randint(len(x_data), (batch,), device=x_data.device)
         j = torch.randint(len(y_noise), (NU * batch,), device=x_data.device)
         loss = nce_loss(model.log_prob(x_data[i]), log_q_x[i], model.log_prob(y_noise[j]), log_q_y[j])
@@ -749,7 +750,7 @@ def train_mnist_ebm(model, buffer, iters, batch=64, lr=3e-4, lam=0.1, seed=0):
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.0, 0.999))
     gen = torch.Generator().manual_seed(seed)
     history = {"f_data": [], "f_samples": []}
-    for _ in range(iters):
+    for _ in progress(range(iters), "MNIST EBM updates"):
         x = to_pm1(train_u8[torch.randint(len(train_u8), (batch,), generator=gen)], gen).to(device)
         x0, idx = buffer.draw(batch)
         x_neg = sample_langevin(model, x0, MNIST_K)                  # (B, 1, 28, 28) model samples

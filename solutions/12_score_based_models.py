@@ -42,6 +42,7 @@ import torch.nn as nn
 
 from dgm_course import budget, fit, plot, record, setup, train_or_load, widgets
 from dgm_course.exercises import lecture12
+from dgm_course.runtime import progress
 
 device, MODE = setup(seed=0)
 LECTURE = "12_score_based_models"
@@ -598,7 +599,7 @@ def langevin(score, x0, step, n_steps, seed=0, keep_every=None):
     (and every keep_every-th state)."""
     g = torch.Generator().manual_seed(seed)
     x, path = x0.clone(), []
-    for t in range(n_steps):
+    for t in progress(range(n_steps), "Langevin steps"):
         xi = torch.randn(x.shape, generator=g).to(x.device)
         x = x + step * score(x) + math.sqrt(2 * step) * xi
         if keep_every and (t + 1) % keep_every == 0:
@@ -645,7 +646,7 @@ def train_sliced(model, x, steps, batch=256, lr=2e-3, seed=0):
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
     losses = []
-    for _ in range(steps):
+    for _ in progress(range(steps), "training steps"):
         xb = x[torch.randint(len(x), (batch,), generator=g)]
         loss = sliced_loss(model, xb, rademacher_like(xb))
         opt.zero_grad()
