@@ -106,6 +106,10 @@ def _run_notebook(notebook: Path, env: dict, cell_timeout: float, executed: Path
     nb = nbformat.read(notebook, as_version=4)
     client = NotebookClient(nb, timeout=cell_timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(notebook.parent)}})
+    # no front-end imitation of ipywidgets' Output widget: with the inline backend, nbclient's imitation left
+    # the run waiting forever on an idle kernel at the first interactive_plot (lecture 04); without it, the widget's
+    # first plot goes to the cell's outputs, and the widgets' state is still stored
+    client.comm_open_handlers = {"jupyter.widget": lambda msg: None}
     try:
         client.execute(env=env)
         status = "ok"
