@@ -48,6 +48,7 @@ import torch.nn.functional as F
 
 from dgm_course import budget, checks, fit, mnist, plot, record, setup, train_or_load, widgets
 from dgm_course.exercises import lecture02
+from dgm_course.runtime import progress
 
 device, MODE = setup(seed=0)
 LECTURE = "02_autoregressive_models"
@@ -453,7 +454,7 @@ print(f"NADE test NLL: {nll_nade:.2f} nats per image ({sum(hist_nade['epoch_time
 def nade_sample(self, n, x=None, start=0, temperature=1.0):
     x = torch.zeros(n, self.D, device=self.device) if x is None else x.clone()
     a = self.c.expand(n, -1).clone()                     # (n, H)
-    for i in range(self.D):
+    for i in progress(range(self.D), "sampling, pixels"):
         if i >= start:
             p = torch.sigmoid((self.b[i] + torch.relu(a) @ self.V[i]) / temperature)
             x[:, i] = torch.bernoulli(p)

@@ -376,7 +376,7 @@ def row_logits(model, x, r):                              # logits of row r from
 @torch.no_grad()
 def sample(self, n):                                      # ancestral sampling, pixel by pixel: (n, 1, 28, 28)
     x = torch.zeros(n, 1, 28, 28, device=next(self.parameters()).device)
-    for r in range(28):
+    for r in progress(range(28), "sampling, rows"):
         for c in range(28):
             x[:, 0, r, c] = torch.bernoulli(torch.sigmoid(row_logits(self, x, r)[:, c]))
     return x
@@ -1216,7 +1216,7 @@ def compress(model, x):                                   # x (N, 1, 28, 28) in 
 def decompress(model, bits, n):                           # -> (n, 1, 28, 28), one model pass per pixel
     decoder = ArithmeticDecoder(bits)
     x = torch.zeros(n, 1, 28, 28, device=next(model.parameters()).device)
-    for r in range(28):
+    for r in progress(range(28), "decoding, rows"):
         for c in range(28):
             cdfs = pixel_cdfs(row_logits(model, x, r))    # same shapes as the encoder's pass: same floats
             for i in range(n):
