@@ -51,13 +51,16 @@ TARGETS: dict[tuple[str, str], tuple[str, str, str]] = {
     ("08_gans", "grid_modes"): (">= 24", ">= 24", "of 25 modes; grid spacing/σ = 20 here vs 40 in the WGAN-GP toy "
                                 "script: not comparable"),
     ("08_gans", "grid_high_quality"): (">= 0.9", ">= 0.9", "fraction within 3 sigma of a mode"),
-    ("08_gans", "dcgan_fid"): ("", "", FID),
+    ("08_gans", "dcgan_fid"): ("<= 4 * fid_floor", "<= 1.3 * fid_floor", FID + "; the weight-averaged generator"),
+    ("08_gans", "dcgan_last_fid"): ("", "", FID + "; the generator of the last step, for comparison"),
     ("08_gans", "fid_floor"): ("", "", FLOOR),
     ("08_gans", "dcgan_confident_fraction"): ("", "", CONFIDENT),
+    ("08_gans", "dcgan_last_confident_fraction"): ("", "", CONFIDENT),
     ("09_gan_divergences", "fgan_kl_ring_modes"): (">= 8", ">= 8", "KL covers the modes"),
     ("09_gan_divergences", "fgan_reverse_kl_ring_modes"): ("< fgan_kl_ring_modes", "< fgan_kl_ring_modes", "reverse KL seeks modes"),
-    ("09_gan_divergences", "wgan_gp_grid_modes"): ("", "", "of 25 modes; no target here (lecture 08's bar: >= 24); "
-                                                   "the WGAN-GP toy script trains 100000 steps"),
+    ("09_gan_divergences", "wgan_gp_grid_modes"): (">= 20", ">= 20", "of 25 modes; the WGAN-GP toy script "
+                                                   "(gan_toy.py) trains 100000 steps of a 3 x 512 network"),
+    ("09_gan_divergences", "wgan_gp_grid_high_quality"): (">= 0.7", ">= 0.7", "fraction within 3 sigma of a mode"),
     ("09_gan_divergences", "wgan_gp_fid"): ("", "", FID),
     ("09_gan_divergences", "fid_floor"): ("", "", FLOOR),
     ("09_gan_divergences", "wgan_gp_confident_fraction"): ("", "", CONFIDENT),
@@ -77,7 +80,11 @@ TARGETS: dict[tuple[str, str], tuple[str, str, str]] = {
         "< plain_langevin_mode_weight_error", "< plain_langevin_mode_weight_error", "Song and Ermon (2019), Fig. 3"),
     ("13_noise_conditional_score_networks", "pf_ode_mode_weight_error"): ("<= 0.03", "<= 0.02",
                                                                           "same marginals as the SDE"),
-    ("13_noise_conditional_score_networks", "ncsn_mnist_fid"): ("", "", FID),
+    ("13_noise_conditional_score_networks", "ncsn_mnist_fid"): ("<= 3 * fid_floor", "<= 1.3 * fid_floor",
+                                                                FID + "; annealed Langevin"),
+    ("13_noise_conditional_score_networks", "reverse_sde_mnist_fid"): ("", "", FID + "; reverse VE SDE"),
+    ("13_noise_conditional_score_networks", "pc_mnist_fid"): ("", "", FID + "; predictor-corrector"),
+    ("13_noise_conditional_score_networks", "pf_ode_mnist_fid"): ("", "", FID + "; probability-flow ODE"),
     ("13_noise_conditional_score_networks", "fid_floor"): ("", "", FLOOR),
     ("13_noise_conditional_score_networks", "ncsn_mnist_confident_fraction"): ("", "", CONFIDENT),
     ("13_noise_conditional_score_networks", "vp_reverse_sde_mode_weight_error"): (
@@ -94,8 +101,11 @@ TARGETS: dict[tuple[str, str], tuple[str, str, str]] = {
     ("14_evaluation", "parzen_memorizer_loglik"): ("", "", "225 ± 2 nats for GAN samples (Goodfellow et al. 2014, Table 1: "
                                                    "Gaussian Parzen window, MNIST test set, real-valued pixels); ours is "
                                                    "a KDE of training images"),
-    ("15_diffusion_models", "ddpm_fid"): ("", "", FID + "; conditional samples (w = 1); compare with fid_floor"),
-    ("15_diffusion_models", "ddim50_fid"): ("", "", FID + "; conditional samples (w = 1); compare with fid_floor"),
+    ("15_diffusion_models", "ddpm_fid"): ("<= 2 * fid_floor", "<= 1.3 * fid_floor", FID + "; unguided (null label)"),
+    ("15_diffusion_models", "ddpm_confident_fraction"): (">= 0.7", ">= 0.7", CONFIDENT),
+    ("15_diffusion_models", "ddim50_fid"): ("<= 2 * fid_floor", "<= 1.3 * fid_floor", FID + "; unguided, DDIM 50 steps"),
+    ("15_diffusion_models", "ddim50_confident_fraction"): (">= 0.7", ">= 0.7", CONFIDENT),
+    ("15_diffusion_models", "cfg_accuracy_w2"): (">= 0.95", ">= 0.95", "guided samples (w = 2), DDIM"),
     ("15_diffusion_models", "fid_floor"): ("", "", FLOOR),
     ("15_diffusion_models", "cfg_accuracy_w1"): ("> cfg_accuracy_w0", "> cfg_accuracy_w0", "guidance sharpens classes"),
     ("15_diffusion_models", "cfg_accuracy_w3"): ("> cfg_accuracy_w1", "> cfg_accuracy_w1",

@@ -432,7 +432,7 @@ def show_mixture(pi_1=0.7, mu_0=-2.0, mu_1=1.5, sigma_0=0.5, sigma_1=0.8):
     plt.show()
 
 
-mixture_widget = widgets.interactive_plot(
+widgets.interactive_plot(
     show_mixture,
     pi_1=widgets.slider(0.7, 0.0, 1.0, 0.05, "pi_1"),
     mu_0=widgets.slider(-2.0, -4.0, 4.0, 0.1, "mu_0"),
@@ -746,7 +746,7 @@ def show_histogram(bins=best_bins):
     plt.show()
 
 
-histogram_widget = widgets.interactive_plot(show_histogram, bins=widgets.slider(best_bins, 2, 100, 1, "bins"))
+widgets.interactive_plot(show_histogram, bins=widgets.slider(best_bins, 2, 100, 1, "bins"))
 
 # %% [markdown]
 # **The Gaussian mixture.** The same model as in section 4, in $D = 2$ dimensions with $K$ components:
@@ -928,6 +928,9 @@ def bernoulli_log_prob(x, theta):
 theta = (probs.sum(0) + 1) / (len(probs) + 2)  # (784,) add-one smoothed mean image
 independent_test_nll = -bernoulli_log_prob(x_test_mnist, theta).mean().item()
 print(f"independent pixels (784 parameters): test NLL {independent_test_nll:.1f} nats per image")
+fig, ax = plt.subplots(figsize=(2.4, 2.6))
+plot.image_grid(theta.reshape(1, 28, 28), ax=ax, title="theta: the mean image")
+plt.show()
 
 # %% [markdown]
 # **The grid Bayes net** of section 2 gives each pixel its left and upper neighbours as parents: a table
@@ -956,8 +959,8 @@ print(f"grid Bayes net ({num_parameters(grid_parents(28, 28))} parameters): "
       f"test NLL {grid_test_nll:.1f} nats per image")
 
 # %% [markdown]
-# Samples from both, the grid net's by the ancestral sampler of exercise 3 with 784 variables: we cut each
-# pixel's $2 \times 2$ table down to the parents it actually has.
+# Samples from both, the grid net's by the ancestral sampler of exercise 3 with 784 variables (we cut each
+# pixel's $2 \times 2$ table down to the parents it actually has): 64 of each, beside 64 binarized test digits.
 
 # %%
 theta_cpu = theta_grid.cpu()
@@ -975,15 +978,10 @@ def pixel_cpt(r, c):  # pixel (r, c)'s table, indexed by the parents it has (a m
 
 
 grid_cpts = [pixel_cpt(r, c) for r in range(28) for c in range(28)]  # raster order, as in grid_parents
-grid_samples = ancestral_sample(grid_parents(28, 28), grid_cpts, 32, torch.Generator().manual_seed(0))
-independent_samples = torch.bernoulli(theta.cpu().expand(32, 784), generator=torch.Generator().manual_seed(0))
-
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1, 2, 2]})
-plot.image_grid(theta.reshape(1, 28, 28), ax=axes[0], title="theta: the mean image")
-plot.image_grid(independent_samples.reshape(-1, 28, 28), nrow=8, ax=axes[1],
-                title=f"independent pixels, NLL {independent_test_nll:.0f}")
-plot.image_grid(grid_samples.reshape(-1, 28, 28).float(), nrow=8, ax=axes[2],
-                title=f"grid Bayes net, NLL {grid_test_nll:.0f}")
+grid_samples = ancestral_sample(grid_parents(28, 28), grid_cpts, plot.SHOWN, torch.Generator().manual_seed(0))
+independent_samples = torch.bernoulli(theta.cpu().expand(plot.SHOWN, 784), generator=torch.Generator().manual_seed(0))
+plot.samples_beside_real({f"independent pixels, NLL {independent_test_nll:.0f}": independent_samples,
+                          f"grid Bayes net, NLL {grid_test_nll:.0f}": grid_samples.float()}, x_test_mnist)
 plt.show()
 
 # %% [markdown]

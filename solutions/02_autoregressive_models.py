@@ -64,7 +64,7 @@ H_MADE = budget(smoke=64, standard=500, full=500)             # MADE hidden unit
 N_MASKS = budget(smoke=4, standard=8, full=32)                # MADE: masks (orderings) trained and ensembled
 H_RNN = budget(smoke=32, standard=64, full=256)               # GRU hidden units
 N_RNN = budget(smoke=300, standard=12000, full=60000)         # RNN training images per epoch (it is slow)
-N_SHOW = budget(smoke=8, standard=32, full=32)                # samples drawn for the pictures, per model
+N_SHOW = budget(smoke=8, standard=64, full=64)                # samples shown per model, beside as many test digits
 N_TIMED = budget(smoke=4, standard=16, full=16)               # samples per timed sampling call
 BATCH = 100
 
@@ -304,7 +304,7 @@ lecture02.check_sampler(sample_autoregressive)
 # %%
 torch.manual_seed(1)
 samples = {"FVSBN": fvsbn.sample(N_SHOW)}
-plot.image_grid(samples["FVSBN"].view(-1, 28, 28), nrow=16, title="FVSBN samples (T = 1)")
+plot.samples_beside_real({"FVSBN samples (T = 1)": samples["FVSBN"]}, x_test, n=N_SHOW)
 plt.show()
 
 # %% [markdown]
@@ -429,6 +429,7 @@ NADE.strided_loss = strided_loss
 # exact negative log-likelihood.
 
 # %%
+torch.manual_seed(0)                                     # the initialization owes nothing to the samples drawn above
 nade = NADE(D, H_NADE).to(device)
 nade.b.data.copy_(marginal_logit)
 with torch.no_grad():
@@ -465,7 +466,7 @@ def nade_sample(self, n, x=None, start=0, temperature=1.0):
 NADE.sample = nade_sample
 torch.manual_seed(1)
 samples["NADE"] = nade.sample(N_SHOW)
-plot.image_grid(samples["NADE"].view(-1, 28, 28), nrow=16, title="NADE samples (T = 1)")
+plot.samples_beside_real({"NADE samples (T = 1)": samples["NADE"]}, x_test, n=N_SHOW)
 plt.show()
 
 # %% [markdown]
@@ -638,6 +639,7 @@ class MADE(BinaryAutoregressive):
 # like the others.
 
 # %%
+torch.manual_seed(0)                                     # the initialization owes nothing to the samples drawn above
 made = MADE(D, hidden=(H_MADE,), n_masks=1).to(device)
 made.layers[-1].bias.data.copy_(marginal_logit)
 print(f"MADE: {n_params(made):,} free parameters ({sum(p.numel() for p in made.parameters()):,} weights, "
@@ -716,7 +718,7 @@ plt.show()
 # %%
 torch.manual_seed(1)
 samples["MADE"] = made.sample(N_SHOW)                        # raster order, as sample_autoregressive assumes
-plot.image_grid(samples["MADE"].view(-1, 28, 28), nrow=16, title="MADE samples (T = 1)")
+plot.samples_beside_real({"MADE samples (T = 1)": samples["MADE"]}, x_test, n=N_SHOW)
 plt.show()
 
 # %% [markdown]
@@ -764,6 +766,7 @@ def gru_sample(self, n, x=None, start=0, temperature=1.0):
 
 
 PixelGRU.sample = gru_sample
+torch.manual_seed(0)                                     # the initialization owes nothing to the samples drawn above
 rnn = PixelGRU(D, H_RNN).to(device)
 print(f"GRU: {n_params(rnn):,} parameters")
 torch.manual_seed(0)
@@ -775,9 +778,7 @@ print(f"GRU test NLL: {nll_rnn:.2f} nats per image ({sum(hist_rnn['epoch_time'])
 # %%
 torch.manual_seed(1)
 samples["RNN"] = rnn.sample(N_SHOW)
-fig, axes = plt.subplots(4, 1, figsize=(7, 8.4))
-for ax, (name, s) in zip(axes, samples.items(), strict=True):
-    plot.image_grid(s.view(-1, 28, 28), nrow=16, ax=ax, title=f"{name} samples")
+plot.samples_beside_real(samples, x_test, n=N_SHOW, title="samples of the four models (T = 1)")
 plt.show()
 
 # %% [markdown]

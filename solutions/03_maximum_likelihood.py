@@ -78,7 +78,7 @@ N_TF_TRAIN = budget(smoke=200, standard=4000, full=60000)    # training images f
 N_TF_TEST = budget(smoke=100, standard=2000, full=2000)      # test images for its NLL (attention is O(784^2))
 N_CTX = budget(smoke=[100, 1000], standard=[300, 3000, 30000], full=[300, 3000, 30000, 58000])
 N_CODE = budget(smoke=2, standard=100, full=2000)            # test digits we actually compress
-N_SAMPLES = budget(smoke=4, standard=16, full=36)
+N_SAMPLES = budget(smoke=4, standard=64, full=64)           # samples per model, shown beside as many test digits
 DL_STEPS = budget(smoke=100, standard=800, full=3000)        # steps for the 8-bit output heads
 CPU64 = dict(device="cpu", dtype=torch.float64)              # exact comparisons: float64, which MPS lacks
 
@@ -643,10 +643,9 @@ widgets.interactive_plot(show_fields, model=["PixelCNN", "gated PixelCNN"], laye
 
 # %%
 torch.manual_seed(0)
-fig, axes = plt.subplots(1, 3, figsize=(12, 4.2))
-plot.image_grid(x_test[:N_SAMPLES], ax=axes[0], title="test digits")
-plot.image_grid(pixelcnn.sample(N_SAMPLES), ax=axes[1], title=f"PixelCNN ({pixelcnn_test_nll:.1f} nats)")
-plot.image_grid(gated.sample(N_SAMPLES), ax=axes[2], title=f"gated PixelCNN ({gated_test_nll:.1f} nats)")
+pixelcnn_samples = pixelcnn.sample(N_SAMPLES)                                        # (N_SAMPLES, 1, 28, 28)
+plot.samples_beside_real({f"PixelCNN ({pixelcnn_test_nll:.1f} nats)": pixelcnn_samples,
+                          f"gated PixelCNN ({gated_test_nll:.1f} nats)": gated.sample(N_SAMPLES)}, x_test, n=N_SAMPLES)
 plt.show()
 
 # %% [markdown]
@@ -684,7 +683,7 @@ plt.show()
 # %%
 with torch.no_grad():
     nll_test = pixelcnn.nll(x_test.to(device)).cpu()
-    nll_samples = pixelcnn.nll(pixelcnn.sample(N_SAMPLES)).cpu()
+    nll_samples = pixelcnn.nll(pixelcnn_samples).cpu()              # the samples shown above
     nll_blank = pixelcnn.nll(torch.zeros(1, 1, 28, 28, device=device)).item()
 plt.figure(figsize=(6, 3.5))
 plt.hist(nll_test, bins=40, alpha=0.7, label="test digits")
@@ -926,6 +925,7 @@ class PixelHead(nn.Module):
 # %%
 ctx_all, x8_all = neighbour_triples(train_images)
 ctx_te, x8_te = neighbour_triples(test_images)
+ctx_dev, x8_dev = ctx_all.to(device), x8_all.to(device)  # the training pixels live on the device; batches are indexed there
 gen = torch.Generator().manual_seed(0)
 order = torch.randperm(len(x8_all), generator=gen)
 head_results = {}
@@ -936,8 +936,8 @@ for n_pix in (1000, 100000):
         opt = torch.optim.Adam(head.parameters(), lr=3e-3)
         idx_train = order[:n_pix]
         for _ in progress(range(DL_STEPS), "8-bit heads, steps"):
-            b = idx_train[torch.randint(0, n_pix, (min(n_pix, 512),), generator=gen)]
-            loss = -head.log_prob(ctx_all[b].to(device), x8_all[b].to(device)).mean()
+            b = idx_train[torch.randint(0, n_pix, (min(n_pix, 512),), generator=gen)].to(device)   # (B,) indices
+            loss = -head.log_prob(ctx_dev[b], x8_dev[b]).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -1203,7 +1203,7 @@ def pixel_cdfs(logits):                                   # logits (N, W) -> [n]
 @torch.no_grad()
 def compress(model, x):                                   # x (N, 1, 28, 28) in {0, 1} -> list of bits
     encoder = ArithmeticEncoder()
-    for r in range(28):
+    for r in progress(range(28), "encoding, rows"):
         cdfs = pixel_cdfs(row_logits(model, x, r))        # all conditionals of row r, from the true image
         for c in range(28):
             for n in range(len(x)):

@@ -301,7 +301,7 @@ def show_em_step(t=0):
     plt.show()
 
 
-em_widget = widgets.interactive_plot(show_em_step, t=widgets.slider(0, 0, EM_STEPS, description="EM step"))
+widgets.interactive_plot(show_em_step, t=widgets.slider(0, 0, EM_STEPS, description="EM step"))
 
 # %% [markdown]
 # ### The same thing, by scikit-learn
@@ -633,8 +633,8 @@ def show_elbo(m_q=0.0, s_q=1.0):
     return elbo, log_px1 - elbo
 
 
-elbo_widget = widgets.interactive_plot(show_elbo, m_q=widgets.slider(0.0, -3.0, 3.0, description="mean m_q"),
-                                       s_q=widgets.slider(1.0, 0.05, 2.0, description="std s_q"))
+widgets.interactive_plot(show_elbo, m_q=widgets.slider(0.0, -3.0, 3.0, description="mean m_q"),
+                         s_q=widgets.slider(1.0, 0.05, 2.0, description="std s_q"))
 
 # %% [markdown]
 # ## 5. Mean-field variational inference

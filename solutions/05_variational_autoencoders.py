@@ -379,6 +379,7 @@ test_images, test_labels = mnist.test_split(smoke=200)  # the course's test set;
 N_TEST = len(test_images)
 x_train = mnist.to_unit(train_images)                    # (N, 1, 28, 28) grey levels in [0, 1]: Bernoulli means
 x_test = mnist.binarize_fixed(test_images, seed=0)       # (N_test, 1, 28, 28) in {0, 1}, fixed once
+x_test_unit = mnist.to_unit(test_images)                 # (N_test, 1, 28, 28) grey levels: what Bernoulli means imitate
 WARMUP_STEPS = WARMUP_EPOCHS * math.ceil(N_TRAIN / BATCH)
 
 
@@ -442,8 +443,9 @@ plt.show()
 
 # %% [markdown]
 # ### What the VAE learned: reconstructions, samples, interpolations
-# Top: test images; below them, the Bernoulli means of $p(x \mid z)$ for one $z \sim q(z \mid x)$ each. Then samples
-# from the prior, decoded. Reconstructions are sharp because $q(z \mid x)$ pins down the digit; samples are
+# Top: test images; below them, the Bernoulli means of $p(x \mid z)$ for one $z \sim q(z \mid x)$ each. Then 64
+# samples from the prior, decoded, beside 64 test digits at their grey levels (the Bernoulli means of the data, which
+# the decoded means imitate). Reconstructions are sharp because $q(z \mid x)$ pins down the digit; samples are
 # blurrier, since prior samples land in parts of latent space the encoder rarely uses (the *holes* between the
 # aggregate posterior $q(z) = \frac1N \sum_n q(z \mid x_n)$ and the prior).
 
@@ -456,8 +458,9 @@ def reconstruct(model, x):
 
 plot.image_grid(torch.cat([x_test[:16], reconstruct(vae, x_test[:16])]), nrow=16,
                 title="test images (top) and their reconstructions")
+plt.show()
 torch.manual_seed(0)
-plot.image_grid(vae.sample(48).cpu(), nrow=16, title="samples from the prior (Bernoulli means)")
+plot.samples_beside_real({"VAE: prior samples (Bernoulli means)": vae.sample(plot.SHOWN)}, x_test_unit)
 plt.show()
 
 # %% [markdown]
@@ -664,8 +667,8 @@ class GaussianVAE(VAE):
         return -(log_px_z - gaussian_kl(mu, logvar, torch.zeros_like(mu), torch.zeros_like(logvar))).mean()
 
 
-def dequantize_batch(images):                             # uint8 (B, 28, 28) -> (B, 1, 28, 28) in (0, 1) on the device
-    return mnist.dequantize(images.cpu()).to(device)
+def dequantize_batch(images):                             # uint8 (B, 28, 28) -> (B, 1, 28, 28) in (0, 1)
+    return mnist.dequantize(images)                       # the noise is drawn where the batch lives
 
 
 x_test_grey = mnist.dequantize(test_images, generator=torch.Generator().manual_seed(0))   # fixed once
@@ -681,17 +684,19 @@ print(f"Gaussian decoder: learned sigma = {gvae_sigma:.3f}; test -ELBO {gvae_his
 # %%
 with torch.no_grad():
     torch.manual_seed(0)
-    z = torch.randn(16, gvae.d_z, device=device)
-    means = torch.sigmoid(gvae.decoder(z))                                          # (16, 784) mu_theta(z)
+    z = torch.randn(plot.SHOWN, gvae.d_z, device=device)
+    means = torch.sigmoid(gvae.decoder(z))                                          # (64, 784) mu_theta(z)
     samples = (means + gvae_sigma * torch.randn_like(means)).clamp(0, 1)            # x ~ N(mu_theta(z), sigma^2 I)
     mu_test = gvae.encode(x_test_grey[:16].flatten(1).to(device))[0]
     recon = torch.sigmoid(gvae.decoder(mu_test))
-panels = {"test images (dequantized grey levels)": x_test_grey[:16], "reconstructions: mu_theta(mu_phi(x))": recon,
-          "prior samples: the means mu_theta(z)": means, "the same z: samples x ~ N(mu_theta(z), sigma^2 I)": samples}
-fig, axes = plt.subplots(4, 1, figsize=(11, 3.6))
-for ax, (title, images) in zip(axes, panels.items(), strict=True):
+fig, axes = plt.subplots(2, 1, figsize=(11, 1.9))
+for ax, (title, images) in zip(axes, {"test images (dequantized grey levels)": x_test_grey[:16],
+                                      "reconstructions: mu_theta(mu_phi(x))": recon}.items(), strict=True):
     plot.image_grid(images.cpu().view(-1, 1, 28, 28), nrow=16, ax=ax, title=title)
 fig.tight_layout()
+plt.show()
+plot.samples_beside_real({"prior samples: the means mu_theta(z)": means,
+                          "the same z: samples x ~ N(mu_theta(z), sigma^2 I)": samples}, x_test_grey)
 plt.show()
 
 # %% [markdown]
@@ -826,10 +831,9 @@ def log_weights_of(model, x, k, max_samples=20_000):
     """log w for k samples per image of a data set x (N, ...), in batches: (k, N) on the CPU."""
     per_batch, k_step = max(1, max_samples // k), min(k, max_samples)
     columns = []
-    for xb in x.split(per_batch):
-        xb = xb.to(device)
-        columns.append(torch.cat([model.log_weights(xb, min(k_step, k - i)) for i in range(0, k, k_step)]).cpu())
-    return torch.cat(columns, dim=1)
+    for xb in progress(x.to(device).split(per_batch), f"log weights, k = {k}"):
+        columns.append(torch.cat([model.log_weights(xb, min(k_step, k - i)) for i in range(0, k, k_step)]))
+    return torch.cat(columns, dim=1).cpu()
 
 
 def bound_k(log_w, k):
@@ -1036,11 +1040,11 @@ class LadderVAE(nn.Module):
 hvae = LadderVAE(warmup_steps=WARMUP_STEPS).to(device)
 hvae_history = train_or_load(hvae, LECTURE, "hvae", lambda: train_vae(hvae, HVAE_EPOCHS))
 results["ladder VAE"], log_w_hvae = evaluate_nll(hvae, "ladder VAE")
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
 plot.curves({"one-layer VAE": history["val_loss"][:HVAE_EPOCHS], "ladder VAE (2 layers)": hvae_history["val_loss"]},
-            ax=axes[0], ylabel="test -ELBO (nats)", title="equal epochs, from scratch")
+            ylabel="test -ELBO (nats)", title="equal epochs, from scratch")
+plt.show()
 torch.manual_seed(0)
-plot.image_grid(hvae.sample(32).cpu(), nrow=8, ax=axes[1], title="ladder VAE samples")
+plot.samples_beside_real({"ladder VAE: samples (Bernoulli means)": hvae.sample(plot.SHOWN)}, x_test_unit)
 plt.show()
 
 # %% [markdown]
@@ -1141,6 +1145,7 @@ class ARDecoderVAE(VAE):
 
 
 # %%
+torch.manual_seed(0)                                     # the initialization owes nothing to the samples drawn above
 ar_vae = ARDecoderVAE().to(device)
 ar_history = train_or_load(ar_vae, LECTURE, "ar_vae", lambda: train_vae(ar_vae, COLLAPSE_EPOCHS))
 mu_ar, kl_ar = encoder_stats(ar_vae)
@@ -1149,7 +1154,7 @@ print(f"after {COLLAPSE_EPOCHS} epochs: test -ELBO {ar_history['val_loss'][-1]:.
       f"{kl_ar.sum():.3f} nats, active units {collapsed_active_units} of 50 "
       f"(the one-layer VAE after {COLLAPSE_EPOCHS} epochs: test -ELBO {history['val_loss'][COLLAPSE_EPOCHS - 1]:.2f})")
 torch.manual_seed(0)
-plot.image_grid(ar_vae.sample(16).cpu(), nrow=16, title="samples of the VAE with an autoregressive decoder")
+plot.samples_beside_real({"VAE with an autoregressive decoder": ar_vae.sample(plot.SHOWN)}, x_test)
 plt.show()
 
 # %% [markdown]

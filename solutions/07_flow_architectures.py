@@ -393,6 +393,7 @@ ax.semilogx(sigmas, [mixture_nll(v, s, cells + 0.5) for s in sigmas], label="fit
 ax.axhline(entropy, color="k", ls="--", lw=1, label=f"entropy of P = {entropy:.3f} nats")
 ax.set(xlabel="width sigma of each Gaussian", ylabel="NLL (nats)", ylim=(-3, 6))
 ax.legend()
+plt.show()
 
 # %% [markdown]
 # On raw integers the NLL falls without limit as the spikes narrow. On dequantized data it never goes below
@@ -611,19 +612,19 @@ ax.plot(steps, lw=0.3, alpha=0.5, label="batch")
 ax.plot(range(len(steps) - len(smooth), len(steps)), smooth, label="moving average")
 ax.set(xlabel="step", ylabel="-log p_Y(y) (nats per image)", title=f"RealNVP on MNIST: test {bpd_mnist:.3f} bits/dim")
 ax.legend()
+plt.show()
 
 # %% [markdown]
-# Samples, at temperature $T = 1$ ($z \sim \mathcal N(0, I)$) and $T = 0.7$ ($z \sim \mathcal N(0, T^2 I)$,
-# which trades diversity for cleaner strokes), then interpolations: encode two test digits, move along
+# Samples, 64 at temperature $T = 1$ ($z \sim \mathcal N(0, I)$) and 64 at $T = 0.7$ ($z \sim \mathcal N(0, T^2 I)$,
+# which trades diversity for cleaner strokes), beside 64 test digits, then interpolations: encode two test digits, move along
 # $z(\theta) = \cos\theta\, z_a + \sin\theta\, z_b$ (which keeps the norm typical, unlike a straight line),
 # and decode. Every image is a single inverse pass.
 
 # %%
 gen = torch.Generator().manual_seed(0)
-fig, axes = plt.subplots(1, 2, figsize=(10, 5))
-for ax, temperature in zip(axes, (1.0, 0.7), strict=True):
-    plot.image_grid(nvp_mnist.sample_images(64, temperature, gen).cpu(), nrow=8, ax=ax,
-                    title=f"RealNVP samples, T = {temperature}")
+plot.samples_beside_real({f"RealNVP samples, T = {temperature}": nvp_mnist.sample_images(plot.SHOWN, temperature, gen)
+                          for temperature in (1.0, 0.7)}, x_test)
+plt.show()
 
 # %%
 with torch.no_grad():
@@ -632,6 +633,7 @@ with torch.no_grad():
     path = torch.cat([torch.cos(theta) * z[a] + torch.sin(theta) * z[a + 1] for a in (0, 2, 4, 6)])
     frames_mnist = unlogit(nvp_mnist.inverse(path)[0])                   # (40, 1, 28, 28)
 plot.image_grid(frames_mnist.cpu(), nrow=10, title="interpolations between test digits (first and last are the digits)")
+plt.show()
 
 # %% [markdown]
 # ## 5. Autoregressive flows: MAF and IAF
@@ -820,7 +822,7 @@ def seconds(fn, repeat=2):
 
 DIMS = budget(smoke=[4, 16, 32], standard=[4, 16, 64, 256, 784], full=[4, 16, 64, 256, 784])
 timing = {key: [] for key in ("MAF density", "MAF sampling", "IAF density", "IAF sampling")}
-for d in DIMS:
+for d in progress(DIMS, "timing MAF and IAF, dimensions"):
     torch.manual_seed(0)
     flows = {"MAF": autoregressive_flow(MAFLayer, d, 2, hidden=256), "IAF": autoregressive_flow(IAFLayer, d, 2, hidden=256)}
     x = torch.randn(100, d, device=device)
@@ -837,6 +839,7 @@ for slope, style in ((1, "k:"), (2, "k-.")):                            # refere
               label=f"slope {slope}")
 ax.set(xlabel="dimension D", ylabel="seconds per batch of 100", title="MAF vs IAF cost")
 ax.legend()
+plt.show()
 density_ratio = timing["MAF density"][-1] / timing["IAF density"][-1]
 sampling_ratio = timing["MAF sampling"][-1] / timing["IAF sampling"][-1]
 print(f"D = {DIMS[-1]}: MAF/IAF density time {density_ratio:.4f}, MAF/IAF sampling time {sampling_ratio:.1f}")
@@ -896,10 +899,10 @@ student = autoregressive_flow(IAFLayer, 2, 8)
 
 def distill():
     opt = torch.optim.Adam(student.parameters(), lr=5e-4)
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator(device).manual_seed(0)                         # the noise is drawn on the device
     history = []
     for _ in progress(range(DISTILL_STEPS), "distillation steps"):
-        z = torch.randn(512, 2, generator=gen).to(device)
+        z = torch.randn(512, 2, generator=gen, device=device)
         kl = distillation_kl(student, teacher, z)
         opt.zero_grad(set_to_none=True)
         kl.backward()

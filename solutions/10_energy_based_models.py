@@ -346,7 +346,7 @@ def run_mh(log_p, x0, sigma, steps, keep=1):
     """Run chains from x0 (N, D): the paths of the first `keep` chains (steps + 1, keep, D), the final states
     (N, D) and the acceptance rate over all steps and chains."""
     x, path, accepted_total = x0.clone(), [x0[:keep].clone()], 0.0
-    for _ in progress(range(steps), "EBM training steps"):
+    for _ in progress(range(steps), "MH steps"):
         x, accepted = mh_step(x, log_p, sigma)
         path.append(x[:keep].clone())
         accepted_total += accepted.float().mean().item()
@@ -594,8 +594,9 @@ def train_ebm(model, loss_fn, steps, batch=256, lr=3e-3, eval_every=None, seed=0
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     eval_every = eval_every or max(1, steps // 30)
     history = {"loss": [], "kl_step": [], "kl": [], "extra": []}
-    for t in range(steps):
-        x = x_train[torch.randint(len(x_train), (batch,), generator=gen)].to(device)   # (B, 2)
+    data = x_train.to(device)                                  # the training points live on the device
+    for t in progress(range(steps), "EBM training steps"):
+        x = data[torch.randint(len(data), (batch,), generator=gen).to(device)]   # (B, 2), indexed on the device
         loss, extra = loss_fn(model, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -284,7 +284,7 @@ def langevin_chains(score, x0, step, keep):
 STEPS_2D = [0.001, 0.003, 0.01, 0.03, 0.06]
 x0_2d = 2.0 * torch.randn(CHAINS, 2, **CPU64)
 chains_2d = {step: langevin_chains(lambda v: score_of(truth.log_prob, v), x0_2d, step, SNAPSHOTS)
-             for step in STEPS_2D}
+             for step in progress(STEPS_2D, "Langevin runs, step sizes")}
 true_mean_log_p = float(truth.log_prob(x_test.double()).mean())         # -entropy of p
 gap_2d = {(step, t): true_mean_log_p - float(truth.log_prob(x).mean()) for step, snaps in chains_2d.items()
           for t, x in snaps.items()}
@@ -748,10 +748,11 @@ class ReplayBuffer:
 def train_mnist_ebm(model, buffer, iters, batch=64, lr=3e-4, lam=0.1, seed=0):
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.0, 0.999))
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device).manual_seed(seed)                 # batches and their dequantization noise
+    data = train_u8.to(device)                                      # uint8 (N, 28, 28): the training set, on the device
     history = {"f_data": [], "f_samples": []}
     for _ in progress(range(iters), "MNIST EBM updates"):
-        x = to_pm1(train_u8[torch.randint(len(train_u8), (batch,), generator=gen)], gen).to(device)
+        x = to_pm1(data[torch.randint(len(data), (batch,), generator=gen, device=device)], gen)   # (B, 1, 28, 28)
         x0, idx = buffer.draw(batch)
         x_neg = sample_langevin(model, x0, MNIST_K)                  # (B, 1, 28, 28) model samples
         buffer.put(idx, x_neg)
@@ -781,10 +782,8 @@ print(f"MNIST EBM: {MNIST_ITERS} updates of {MNIST_K} Langevin steps; {time.perf
 # %%
 torch.manual_seed(2)
 x_short = sample_langevin(ebm_mnist, torch.rand(64, 1, 28, 28, device=device) * 2 - 1, 100)
-fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-plot.image_grid((x_test_mnist[:64].cpu() + 1) / 2, nrow=8, ax=axes[0], title="test digits")
-plot.image_grid((mnist_history["buffer"][:64] + 1) / 2, nrow=8, ax=axes[1], title="replay buffer (persistent chains)")
-plot.image_grid((x_short.cpu() + 1) / 2, nrow=8, ax=axes[2], title="100 Langevin steps from uniform noise")
+plot.samples_beside_real({"replay buffer (persistent chains)": (mnist_history["buffer"] + 1) / 2,
+                          "100 Langevin steps from uniform noise": (x_short + 1) / 2}, (x_test_mnist + 1) / 2)
 plt.show()
 
 # %% [markdown]

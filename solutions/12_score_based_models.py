@@ -597,10 +597,10 @@ print(f"mean trace of the Jacobian at the data: {true_trace.mean():.3f}; varianc
 def langevin(score, x0, step, n_steps, seed=0, keep_every=None):
     """Unadjusted Langevin dynamics x + step * score(x) + sqrt(2 step) * xi from x0 (N, D); returns the final states
     (and every keep_every-th state)."""
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator(x0.device).manual_seed(seed)           # the noise is drawn where the chains live
     x, path = x0.clone(), []
     for t in progress(range(n_steps), "Langevin steps"):
-        xi = torch.randn(x.shape, generator=g).to(x.device)
+        xi = torch.randn(x.shape, generator=g, device=x.device)
         x = x + step * score(x) + math.sqrt(2 * step) * xi
         if keep_every and (t + 1) % keep_every == 0:
             path.append(x.cpu())
@@ -647,7 +647,7 @@ def train_sliced(model, x, steps, batch=256, lr=2e-3, seed=0):
     g = torch.Generator().manual_seed(seed)
     losses = []
     for _ in progress(range(steps), "training steps"):
-        xb = x[torch.randint(len(x), (batch,), generator=g)]
+        xb = x[torch.randint(len(x), (batch,), generator=g).to(x.device)]   # x lives on the device; so does the index
         loss = sliced_loss(model, xb, rademacher_like(xb))
         opt.zero_grad()
         loss.backward()
