@@ -46,12 +46,12 @@ SHOWN = 64   # samples in a grid a student judges a model by (8 x 8), beside as 
 
 
 def samples_beside_real(samples: Mapping[str, torch.Tensor] | torch.Tensor, real: torch.Tensor, n: int = SHOWN,
-                        title: str | None = None):
-    """Grids of `n` real images and of the first `n` of each model's samples, side by side at the same size, so that
-    a student judges samples against what they imitate. `samples`: one batch, or {name: batch}; images in [0, 1],
-    (N, H, W), (N, 1, H, W) or flat (N, 784). Returns the figure."""
+                        title: str | None = None, real_title: str = "real digits"):
+    """Grids of `n` real images (titled `real_title`) and of the first `n` of each model's samples, side by side at
+    the same size, so that a student judges samples against what they imitate. `samples`: one batch, or
+    {name: batch}; images in [0, 1], (N, H, W), (N, 1, H, W) or flat (N, 784). Returns the figure."""
     batches = dict(samples) if isinstance(samples, Mapping) else {"samples": samples}
-    panels = {"real digits": real, **batches}
+    panels = {real_title: real, **batches}
     for name, x in panels.items():
         if len(x) < n:
             raise ValueError(f"samples_beside_real shows {n} images per grid; {name!r} has only {len(x)}")

@@ -973,9 +973,10 @@ axes[0].legend()
 fig.tight_layout()
 plt.show()
 torch.manual_seed(9)
-for method, (model, _) in hm_runs.items():
-    plot.image_grid(model.dream(32)[1].reshape(-1, 3, 3).cpu(), nrow=16, title=f"{method}: dreams x ~ p(x)")
-    plt.show()
+plot.samples_beside_real({f"{method}: dreams x ~ p(x)": model.dream(plot.SHOWN)[1].reshape(-1, 3, 3)
+                          for method, (model, _) in hm_runs.items()}, x_bars.reshape(-1, 3, 3),
+                         real_title="training images")
+plt.show()
 
 # %% [markdown]
 # Does each latent unit stand for one bar, as in the true machine? A unit "draws a bar" when the three pixels with

@@ -888,7 +888,7 @@ print(f"whole notebook: {time.perf_counter() - T0:.0f} s in {MODE} mode")
 #   inform. There is no published number to compare with: the truth is our own. A longer run (`full` mode) fits
 #   better.
 # - **MNIST**: every test digit has a lower energy than every uniform-noise image (energy gap
-#   4.9<!-- r:mnist_ebm_energy_gap -->, AUC 1.0<!-- r:mnist_ebm_energy_auc -->), and digits with added noise sit in
+#   4.8<!-- r:mnist_ebm_energy_gap -->, AUC 1.0<!-- r:mnist_ebm_energy_auc -->), and digits with added noise sit in
 #   between. The replay buffer holds recognizable, if rough, digits. Of the chains started from fresh noise, only
 #   a part reach the digits' energies within 100 steps (the printed fraction); the others can end near one and the
 #   same image with most of its pixels clipped at $\pm 1$ (a spike of equal energies in the histogram): the drift

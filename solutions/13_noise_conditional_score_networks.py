@@ -925,7 +925,7 @@ print(f"{sum(p.numel() for p in ncsn_mnist.parameters()):,} parameters")
 # in the first steps.)
 
 # %%
-MNIST_STEPS, MNIST_BATCH, MNIST_LR = budget(smoke=20, standard=2300, full=20000), 128, 2e-3
+MNIST_STEPS, MNIST_BATCH, MNIST_LR = budget(smoke=20, standard=3500, full=20000), 128, 2e-3
 EMA_DECAY = budget(smoke=0.9, standard=0.999, full=0.999)
 
 

@@ -684,7 +684,7 @@ class UNet(nn.Module):
 
 # %%
 T_MNIST = budget(smoke=25, standard=200, full=1000)
-STEPS = budget(smoke=15, standard=9000, full=40000)
+STEPS = budget(smoke=15, standard=14000, full=40000)
 BATCH, LR = budget(smoke=(32, 4e-3), standard=(32, 4e-3), full=(128, 2e-3))
 EMA_DECAY = budget(smoke=0.9, standard=0.999, full=0.9995)
 P_UNCOND, NULL = 0.3, 10                                                 # label dropout; the null label
@@ -1083,7 +1083,7 @@ print(f"ran in {elapsed:.0f} s ({MODE} mode)")
 # - The **training step** (Exercise 3) is a few lines: a random step and a fresh noise draw per example, $x_t$ in
 #   closed form, and a weighted squared error of the predicted noise. The weights $w_t$ choose the member of the
 #   family: $L_\text{simple}$, the ELBO, or min-SNR.
-# - Honest scale: a small U-Net, $T = 200$ and 9000 CPU training steps of 32 images in standard mode (about five
+# - Honest scale: a small U-Net, $T = 200$ and 14000 CPU training steps of 32 images in standard mode (about eight
 #   epochs), with labels dropped 30% of the time so that the unguided (null-label) model trains too. Its samples are
 #   scored against the floor of real digits with the course's FID protocol (lecture 14). These course-classifier
 #   FIDs are not comparable with published Inception FIDs.

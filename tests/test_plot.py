@@ -58,3 +58,5 @@ def test_samples_beside_real_draws_one_grid_per_panel_and_refuses_too_few():
     assert fig.axes[1].images[0].get_array().shape == fig.axes[0].images[0].get_array().shape
     with pytest.raises(ValueError, match="'samples' has only 10"):
         plot.samples_beside_real(torch.rand(10, 28, 28), torch.rand(64, 28, 28))
+    fig = plot.samples_beside_real(torch.rand(64, 3, 3), torch.rand(64, 3, 3), real_title="training images")
+    assert [ax.get_title() for ax in fig.axes] == ["training images", "samples"]
