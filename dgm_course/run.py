@@ -129,12 +129,14 @@ def _run_script(source: Path, env: dict, timeout: float, log: Path) -> str:
         done = subprocess.run([sys.executable, source.name], cwd=source.parent, env=env, capture_output=True,
                               text=True, timeout=timeout)
     except subprocess.TimeoutExpired as err:
-        output, status = (err.stdout or "") + (err.stderr or ""), f"failed: timed out after {timeout:.0f} s"
+        parts = (p.decode(errors="replace") if isinstance(p, bytes) else p for p in (err.stdout, err.stderr))
+        output = "".join(p for p in parts if p)          # the exception holds bytes or str, either may be None
+        status = f"failed: timed out after {timeout:.0f} s"
     else:
         output = done.stdout + done.stderr
         last = output.strip().splitlines()[-1][:120] if output.strip() else ""
         status = "ok" if done.returncode == 0 else f"failed: exit {done.returncode}: {last}"
-    results.write_atomic(log, output if isinstance(output, str) else output.decode(errors="replace"))
+    results.write_atomic(log, output)
     return status
 
 

@@ -1,6 +1,9 @@
 """The headless runner: executed notebooks, results replaced only by a complete run, re-runs skipped."""
 
 import json
+import os
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -78,3 +81,16 @@ def test_plain_failure_and_timeout_keep_the_previous_results(tmp_path):
         assert r.status.startswith("failed") and says in r.status
         assert json.loads((results / f"{stem}.smoke.json").read_text())["numbers"] == []
         assert not (tmp_path / "out" / f"{stem}.smoke.done.json").exists()
+
+
+def test_the_device_script_runs_the_plain_runner_and_leaves_results_in_out(tmp_path):
+    """tools/device_full_run.sh, as on a GPU machine without Jupyter (here: no .whl, this interpreter first on PATH)."""
+    env = dict(os.environ, OUT=str(tmp_path), JOBS="1", SECONDS_LIMIT="300",
+               PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run(["bash", str(ROOT / "tools" / "device_full_run.sh"), "--mode", "smoke", "04"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    numbers = json.loads((tmp_path / "results" / "04_latent_variable_models.smoke.json").read_text())["numbers"]
+    assert any(n["name"] == "em_vs_sklearn_loglik_diff" for n in numbers)
+    assert "| 04_latent_variable_models | smoke |" in (tmp_path / "table.md").read_text()
+    assert (tmp_path / "logs" / "04_latent_variable_models.smoke.log").exists()

@@ -11,7 +11,6 @@ three timed epochs each after a warm-up, and prints the median.
 import argparse
 import importlib.util
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
