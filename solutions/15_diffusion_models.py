@@ -826,6 +826,8 @@ ddpm_fid = fid_to_test(to_unit_range(ddpm_x))
 ddpm_confident = evaluation.confident_fraction(to_unit_range(ddpm_x), clf)
 print(f"DDPM, {T_MNIST} steps, unguided: FID {ddpm_fid:.2f} from {N_FID} samples (floor {fid_floor:.2f}); "
       f"{ddpm_confident:.0%} confidently classified; {ddpm_seconds:.1f} s, {1000 * ddpm_seconds / N_FID:.1f} ms per image")
+ddpm_digits = torch.bincount(evaluation.predict(to_unit_range(ddpm_x), clf), minlength=10)
+print(f"samples per predicted digit {ddpm_digits.tolist()} (the test set: about {N_FID // 10} each)")
 fig = plot.samples_beside_real({f"DDPM, {T_MNIST} steps, unguided": to_unit_range(ddpm_x)}, x_test)
 
 # %% [markdown]
