@@ -6,10 +6,10 @@ that an earlier lecture derived; the model a lecture teaches is always written i
 
 from . import checks, evaluation, metrics, mnist, plot, toy, widgets
 from .runtime import budget, cache_dir, device, mode, progress, seed_everything, setup
-from .train import evaluate, fit, train_or_load
+from .train import ema_update, evaluate, fit, fit_steps, train_or_load
 
 __all__ = [
-    "REPOSITORY", "budget", "cache_dir", "checks", "device", "evaluate", "evaluation", "fit", "metrics", "mnist", "mode", "plot", "progress", "record",
+    "REPOSITORY", "budget", "cache_dir", "checks", "device", "ema_update", "evaluate", "evaluation", "fit", "fit_steps", "metrics", "mnist", "mode", "plot", "progress", "record",
     "seed_everything", "setup", "toy", "train_or_load", "widgets",
 ]
 __version__ = "0.1.0"

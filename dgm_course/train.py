@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import copy
+import math
 import numbers
 import os
 import pickle
@@ -15,7 +17,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .runtime import cache_dir, mode, progress_off
+from .runtime import cache_dir, mode, progress, progress_off
 
 Batch = torch.Tensor | tuple[torch.Tensor, ...]
 
@@ -180,6 +182,66 @@ def fit(
     bar.close()
     model.eval()
     return history
+
+
+@torch.no_grad()
+def ema_update(average: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """One step of an exponential moving average of the weights, parameter by parameter:
+    theta_avg <- decay * theta_avg + (1 - decay) * theta. `average` has `model`'s architecture (a deep copy)."""
+    if not 0.0 <= decay <= 1.0:
+        raise ValueError(f"decay must be in [0, 1]; got {decay!r}")
+    for p_avg, p in zip(average.parameters(), model.parameters(), strict=True):
+        p_avg.lerp_(p, 1 - decay)
+
+
+def fit_steps(
+    model: torch.nn.Module,
+    train_data: Batch,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    ema_decay: float,
+    warmup: int = 100,
+    seed: int = 0,
+    desc: str = "training steps",
+) -> dict[str, Any]:
+    """Adam on `model.loss(*batch)` for `steps` minibatches drawn with replacement, the recipe of the diffusion and
+    score models: the learning rate warms up linearly over `warmup` steps, then decays to 0 on a cosine; an
+    exponential moving average (EMA) of the weights is kept with decay min(ema_decay, (1 + step) / (10 + step)) (a
+    short memory in the first steps) and loaded into `model` at the end, so the average is what gets sampled.
+
+    The indices come from a CPU generator seeded with `seed` (the same batches on every device) and index the data
+    where they live; like `fit`, the data move to the model's device once. Returns {"step_loss": one float per
+    step, "seconds": training time}; the losses stay on the device until the end (no sync per step).
+    """
+    tensors = _as_tuple(train_data, "train_data")
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("warmup", warmup)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int; got {value!r}")
+    if not _is_rate(lr) or lr <= 0:
+        raise ValueError(f"lr must be a positive number; got {lr!r}")
+    if not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1); got {ema_decay!r}")
+    if not hasattr(model, "loss"):
+        raise TypeError(f"model must have a loss(x) method returning a scalar; {type(model).__name__} has none")
+    device = next(model.parameters()).device
+    tensors = _on(device, tensors)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    gen, losses, start = torch.Generator().manual_seed(seed), [], time.perf_counter()
+    for step in progress(range(steps), desc):
+        idx = torch.randint(0, len(tensors[0]), (batch_size,), generator=gen).to(tensors[0].device)   # (B,)
+        loss = model.loss(*(t[idx] for t in tensors))
+        for group in opt.param_groups:                                   # warm-up, then cosine decay to 0
+            group["lr"] = lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / steps))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        ema_update(ema, model, min(ema_decay, (1 + step) / (10 + step)))
+        losses.append(loss.detach())
+    model.load_state_dict(ema.state_dict())
+    return {"step_loss": torch.stack(losses).tolist(), "seconds": time.perf_counter() - start}
 
 
 def _atomic_save(obj: Any, path: Path) -> None:

@@ -43,7 +43,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dgm_course import budget, metrics, mnist, plot, progress, record, setup, toy, train_or_load, widgets
+from dgm_course import (
+    budget,
+    ema_update,
+    metrics,
+    mnist,
+    plot,
+    progress,
+    record,
+    setup,
+    toy,
+    train_or_load,
+    widgets,
+)
 from dgm_course.exercises import lecture08
 
 device, MODE = setup(seed=0)
@@ -817,13 +829,6 @@ class DCDiscriminator(nn.Module):
 
 # %%
 @torch.no_grad()
-def update_average(G_avg, G, beta):
-    """theta_avg <- beta theta_avg + (1 - beta) theta, parameter by parameter."""
-    for p_avg, p in zip(G_avg.parameters(), G.parameters(), strict=True):
-        p_avg.lerp_(p, 1 - beta)
-
-
-@torch.no_grad()
 def recompute_batch_norm(G, n_batches=20, batch=500, seed=2):
     """Set G's batch-norm running statistics to their mean over n_batches fresh noise batches."""
     for m in G.modules():
@@ -853,7 +858,7 @@ def train_dcgan(G, D, G_avg, images, steps, batch=64, lr=2e-4, beta=0.999, n_sna
         d_loss, loss = gan_step(G, D, opt_g, opt_d, x, z_d, z_g)
         for schedule in decay:
             schedule.step()
-        update_average(G_avg, G, beta)
+        ema_update(G_avg, G, beta)                                        # the weight average
         history["d_loss"].append(d_loss)
         history["g_loss"].append(loss)
         if step in at:

@@ -36,7 +36,6 @@
 # formula, the failures of Langevin sampling).
 
 # %%
-import copy
 import math
 import time
 
@@ -45,7 +44,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dgm_course import budget, evaluation, fit, mnist, plot, progress, record, setup, train_or_load, widgets
+from dgm_course import (
+    budget,
+    evaluation,
+    fit,
+    fit_steps,
+    mnist,
+    plot,
+    progress,
+    record,
+    setup,
+    train_or_load,
+    widgets,
+)
 from dgm_course.exercises import lecture13
 
 device, MODE = setup(seed=0)
@@ -915,8 +926,8 @@ ncsn_mnist = ScoreUNet(sigmas_mnist[-1], sigmas_mnist[0]).to(device)
 print(f"{sum(p.numel() for p in ncsn_mnist.parameters()):,} parameters")
 
 # %% [markdown]
-# **Training.** The objective is Exercise 2's, through `loss(x)`; the loop is written out because it adds two
-# things to the package's `fit`, both from the recipes of the papers. The learning rate warms up over the first
+# **Training.** The objective is Exercise 2's, through `loss(x)`. The package's `fit_steps` trains it with two
+# things that `fit` lacks, both from the recipes of the papers. The learning rate warms up over the first
 # hundred steps and then decays to 0 on a cosine. And the network that samples is an **exponential moving
 # average** (EMA) of the weights over training, $\bar\theta \leftarrow \rho\,\bar\theta + (1 - \rho)\,\theta$
 # after every step (Song and Ermon 2020, technique 5): the loss is noisy (a random $\sigma$ and noise per example),
@@ -929,28 +940,9 @@ MNIST_STEPS, MNIST_BATCH, MNIST_LR = budget(smoke=20, standard=3500, full=20000)
 EMA_DECAY = budget(smoke=0.9, standard=0.999, full=0.999)
 
 
-def train_ncsn_mnist():
-    opt = torch.optim.Adam(ncsn_mnist.parameters(), lr=MNIST_LR)
-    ema = copy.deepcopy(ncsn_mnist).requires_grad_(False)
-    gen, losses, start = torch.Generator().manual_seed(0), [], time.perf_counter()
-    for step in progress(range(MNIST_STEPS), "training the score network"):
-        idx = torch.randint(0, len(x_mnist), (MNIST_BATCH,), generator=gen).to(device)   # (B,) on the data's device
-        loss = ncsn_mnist.loss(x_mnist[idx])                             # Exercise 2
-        for group in opt.param_groups:                                   # warm-up, then cosine decay to 0
-            group["lr"] = MNIST_LR * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / MNIST_STEPS))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        decay = min(EMA_DECAY, (1 + step) / (10 + step))                 # a short memory at the start
-        with torch.no_grad():
-            for p_ema, p in zip(ema.parameters(), ncsn_mnist.parameters(), strict=True):
-                p_ema.lerp_(p, 1 - decay)
-        losses.append(loss.detach())                                     # no sync with the device per step
-    ncsn_mnist.load_state_dict(ema.state_dict())                         # keep (and sample) the average
-    return {"step_loss": torch.stack(losses).tolist(), "seconds": time.perf_counter() - start}
-
-
-hist_mnist = train_or_load(ncsn_mnist, LECTURE, "ncsn_mnist_ema", train_ncsn_mnist)
+hist_mnist = train_or_load(ncsn_mnist, LECTURE, "ncsn_mnist_ema", lambda: fit_steps(
+    ncsn_mnist, x_mnist, steps=MNIST_STEPS, batch_size=MNIST_BATCH, lr=MNIST_LR, ema_decay=EMA_DECAY,
+    desc="training the score network"))
 plot.curves({"loss per step": hist_mnist["step_loss"]}, xlabel="step", logy=True,
             title=f"MNIST NCSN, {MNIST_STEPS} steps of {MNIST_BATCH} from {len(x_mnist)} digits")
 plt.show()

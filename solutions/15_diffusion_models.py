@@ -35,7 +35,6 @@
 # lecture 13 (noise-conditional score networks, the SDE view) and lecture 14 (FID with the course classifier).
 
 # %%
-import copy
 import math
 import time
 
@@ -49,6 +48,7 @@ from dgm_course import (
     budget,
     evaluation,
     fit,
+    fit_steps,
     mnist,
     plot,
     progress,
@@ -675,11 +675,11 @@ class UNet(nn.Module):
 # objective with another weighting $\lambda_t$ (section 3), so the minimizer of each step's loss is unchanged, and
 # `ddpm_loss` trains the U-Net below as it is.
 #
-# The training loop is written out because it adds two ingredients of the DDPM recipe to the package's `fit`: a
-# learning rate that warms up and then decays to 0 on a cosine, and an **exponential moving average** (EMA) of
-# the weights, $\bar\theta \leftarrow \rho\,\bar\theta + (1-\rho)\,\theta$ after every step with a decay $\rho$
-# (`decay`), which is what gets sampled (Ho et al. use $\rho = 0.9999$ over 800k steps; a run of a few thousand
-# steps needs a much shorter memory). Both matter a lot for a briefly trained diffusion model: the loss is noisy
+# The training runs through the package's `fit_steps` (lecture 13 used it too), which adds two ingredients of the
+# DDPM recipe to `fit`: a learning rate that warms up and then decays to 0 on a cosine, and an **exponential moving
+# average** (EMA) of the weights, $\bar\theta \leftarrow \rho\,\bar\theta + (1-\rho)\,\theta$ after every step
+# with a decay $\rho$ (`ema_decay`), which is what gets sampled (Ho et al. use $\rho = 0.9999$ over 800k steps; a
+# run of a few thousand steps needs a much shorter memory). Both matter a lot for a briefly trained diffusion model: the loss is noisy
 # (a random $t$ per image), and sampling chains $T$ network calls, so small weight noise compounds.
 
 # %%
@@ -708,28 +708,8 @@ print(f"U-Net parameters: {sum(p.numel() for p in ddpm.net.parameters()):,}; {ST
 
 
 # %%
-def train_mnist():
-    opt = torch.optim.Adam(ddpm.parameters(), lr=LR)
-    ema = copy.deepcopy(ddpm).requires_grad_(False)
-    gen, losses, start = torch.Generator().manual_seed(0), [], time.perf_counter()
-    for step in progress(range(STEPS), "training the U-Net"):
-        idx = torch.randint(0, len(x_train), (BATCH,), generator=gen).to(device)   # (B,) indices, on the data's device
-        loss = ddpm.loss(x_train[idx], y_train[idx])
-        for group in opt.param_groups:                                   # warm-up, then cosine decay to 0
-            group["lr"] = LR * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / STEPS))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        decay = min(EMA_DECAY, (1 + step) / (10 + step))                 # a short memory at the start
-        with torch.no_grad():
-            for p_ema, p in zip(ema.parameters(), ddpm.parameters(), strict=True):
-                p_ema.lerp_(p, 1 - decay)
-        losses.append(loss.detach())                                     # no sync with the device per step
-    ddpm.load_state_dict(ema.state_dict())                               # keep (and sample) the average
-    return {"step_loss": torch.stack(losses).tolist(), "seconds": time.perf_counter() - start}
-
-
-mnist_history = train_or_load(ddpm, LECTURE, "ddpm_mnist_cfg", train_mnist)
+mnist_history = train_or_load(ddpm, LECTURE, "ddpm_mnist_cfg", lambda: fit_steps(
+    ddpm, (x_train, y_train), steps=STEPS, batch_size=BATCH, lr=LR, ema_decay=EMA_DECAY, desc="training the U-Net"))
 steps = len(mnist_history["step_loss"])
 smooth = torch.tensor(mnist_history["step_loss"]).unfold(0, min(50, steps), 1).mean(1)
 fig = plot.curves({"epsilon-loss (running mean of 50 steps)": smooth.tolist()}, xlabel="step",

@@ -1,4 +1,5 @@
 import contextlib
+import copy
 import math
 import os
 import pickle
@@ -356,3 +357,62 @@ def test_evaluate_moves_the_data_once(monkeypatch):
     calls = count_to_calls(monkeypatch)
     train.evaluate(Gaussian(), x, batch_size=100)
     assert len(calls) <= 1
+
+
+def lectures_ema_loop(model, tensors, *, steps, batch_size, lr, ema_decay, seed=0):
+    """The training loop that lectures 13 and 15 wrote out before `fit_steps` (warm-up over 100 steps, cosine decay,
+    EMA with a short memory at the start), kept to show that `fit_steps` gives the same weights."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    gen, losses = torch.Generator().manual_seed(seed), []
+    for step in range(steps):
+        idx = torch.randint(0, len(tensors[0]), (batch_size,), generator=gen)
+        loss = model.loss(*(t[idx] for t in tensors))
+        for group in opt.param_groups:
+            group["lr"] = lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / steps))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        decay = min(ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
+                p_ema.lerp_(p, 1 - decay)
+        losses.append(loss.item())
+    model.load_state_dict(ema.state_dict())
+    return losses
+
+
+def test_fit_steps_is_the_lectures_loop_bit_for_bit_and_keeps_the_average():
+    x, w = pixel_data(300, seed=3)
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        models.append(TinyPixelModel())
+    history = train.fit_steps(models[0], (x, w), steps=150, batch_size=16, lr=3e-3, ema_decay=0.99)
+    reference = lectures_ema_loop(models[1], (x, w), steps=150, batch_size=16, lr=3e-3, ema_decay=0.99)
+    assert history["step_loss"] == reference and history["seconds"] > 0
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        assert torch.equal(a, b)
+    torch.manual_seed(0)
+    plain = TinyPixelModel()                          # ema_decay 0: the average is the last step's weights
+    train.fit_steps(plain, (x, w), steps=150, batch_size=16, lr=3e-3, ema_decay=0.0)
+    assert any(not torch.equal(a, b) for a, b in zip(plain.parameters(), models[0].parameters(), strict=True))
+
+
+def test_ema_update_and_fit_steps_reject_bad_input():
+    average, model = Gaussian(), Gaussian()
+    with torch.no_grad():
+        model.mu.fill_(1.0)
+    train.ema_update(average, model, 0.75)
+    assert torch.allclose(average.mu, torch.full((2,), 0.25)) and torch.equal(model.mu, torch.ones(2))
+    with pytest.raises(ValueError, match=r"decay must be in \[0, 1\]; got 1.5"):
+        train.ema_update(average, model, 1.5)
+    good = dict(steps=5, batch_size=4, lr=1e-3, ema_decay=0.9)
+    for bad, message in (({"steps": 0}, "steps must be a positive int; got 0"),
+                         ({"batch_size": 2.5}, "batch_size must be a positive int; got 2.5"),
+                         ({"lr": -1.0}, "lr must be a positive number; got -1.0"),
+                         ({"ema_decay": 1.0}, r"ema_decay must be in \[0, 1\); got 1.0")):
+        with pytest.raises(ValueError, match=message):
+            train.fit_steps(Gaussian(), data(50), **(good | bad))
+    with pytest.raises(TypeError, match="has none"):
+        train.fit_steps(torch.nn.Linear(2, 2), data(50), **good)
