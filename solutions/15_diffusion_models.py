@@ -653,13 +653,13 @@ class UNet(nn.Module):
 # %% [markdown]
 # Data in $[-1, 1]$ (the scale the noise is measured against), the cosine schedule with $T = 200$ steps (the
 # papers use 1000; fewer steps keep sampling affordable here, and the cosine schedule degrades least), and labels
-# dropped with probability `P_UNCOND` $= 0.3$.
+# dropped with probability `P_UNCOND` $= 0.5$.
 #
 # **One network, unguided and guided.** Replacing the label by the null label trains the *unconditional* model
 # $\varepsilon_\theta(x_t, t, \varnothing)$ inside the same network: the unguided samples of sections 5 and 6 come
 # from it, and guidance (section 7) needs it as well. Ho and Salimans (2021) drop labels 10 or 20% of the time,
 # over hundreds of thousands of steps. In a run of a few thousand CPU steps that would leave the null-label branch
-# a tenth of an already short training. We drop 30%: the conditional branch still sees 70% of
+# a tenth of an already short training. We drop half: the conditional branch still sees half of
 # the examples, and it shares every weight except one row of the label table with the null branch. That is the
 # choice between the two goals of this lecture, good unguided samples and guidance that hits the requested class;
 # section 7 measures the second.
@@ -687,7 +687,7 @@ T_MNIST = budget(smoke=25, standard=200, full=1000)
 STEPS = budget(smoke=15, standard=14000, full=40000)
 BATCH, LR = budget(smoke=(32, 4e-3), standard=(32, 4e-3), full=(128, 2e-3))
 EMA_DECAY = budget(smoke=0.9, standard=0.999, full=0.9995)
-P_UNCOND, NULL = 0.3, 10                                                 # label dropout; the null label
+P_UNCOND, NULL = 0.5, 10                                                 # label dropout; the null label
 train_images, train_labels = evaluation.generative_train_split()        # the training split less the FID floor's
 x_train = (mnist.to_unit(train_images) * 2 - 1).to(device)              # (N, 1, 28, 28) in [-1, 1], on the device once
 y_train = train_labels.to(device)                                       # (N,)
@@ -897,7 +897,7 @@ fig = plot.samples_beside_real({f"DDPM, {T_MNIST} steps": to_unit_range(ddpm_x),
 #
 # ## 7. Classifier-free guidance
 #
-# The network was trained both with labels and, 30% of the time, with the null label: it estimates the noise of
+# The network was trained both with labels and, half of the time, with the null label: it estimates the noise of
 # the class-conditional density $\hat\varepsilon_c = \varepsilon_\theta(x_t, t, y)$ and of the unconditional one
 # $\hat\varepsilon_u = \varepsilon_\theta(x_t, t, \varnothing)$. Since the noise is a scaled score,
 # $\hat\varepsilon_c - \hat\varepsilon_u \propto -\nabla\log p(y \mid x_t)$ (Bayes' rule): the difference is the
@@ -1066,7 +1066,7 @@ print(f"ran in {elapsed:.0f} s ({MODE} mode)")
 #   closed form, and a weighted squared error of the predicted noise. The weights $w_t$ choose the member of the
 #   family: $L_\text{simple}$, the ELBO, or min-SNR.
 # - Honest scale: a small U-Net, $T = 200$ and 14000 CPU training steps of 32 images in standard mode (about eight
-#   epochs), with labels dropped 30% of the time so that the unguided (null-label) model trains too. Its samples are
+#   epochs), with labels dropped half of the time so that the unguided (null-label) model trains too. Its samples are
 #   scored against the floor of real digits with the course's FID protocol (lecture 14). These course-classifier
 #   FIDs are not comparable with published Inception FIDs.
 #
