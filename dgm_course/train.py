@@ -209,7 +209,8 @@ def fit_steps(
     """Adam on `model.loss(*batch)` for `steps` minibatches drawn with replacement, the recipe of the diffusion and
     score models: the learning rate warms up linearly over `warmup` steps, then decays to 0 on a cosine; an
     exponential moving average (EMA) of the weights is kept with decay min(ema_decay, (1 + step) / (10 + step)) (a
-    short memory in the first steps) and loaded into `model` at the end, so the average is what gets sampled.
+    short memory in the first steps) and copied into `model`'s parameters at the end, so the average is what gets
+    sampled; `model`'s buffers (batch-norm statistics, say) stay those of the last step.
 
     The indices come from a CPU generator seeded with `seed` (the same batches on every device) and index the data
     where they live; like `fit`, the data move to the model's device once. Returns {"step_loss": one float per
@@ -240,7 +241,9 @@ def fit_steps(
         opt.step()
         ema_update(ema, model, min(ema_decay, (1 + step) / (10 + step)))
         losses.append(loss.detach())
-    model.load_state_dict(ema.state_dict())
+    with torch.no_grad():
+        for p, p_ema in zip(model.parameters(), ema.parameters(), strict=True):
+            p.copy_(p_ema)
     return {"step_loss": torch.stack(losses).tolist(), "seconds": time.perf_counter() - start}
 
 

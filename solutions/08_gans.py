@@ -774,7 +774,7 @@ widgets.interactive_plot(show_snapshot, data=list(TOY), variant=list(LOSSES),
 #
 # One change to the discriminator: **spectral normalization** (Miyato et al. 2018) instead of batch norm. Each
 # layer's weight matrix $W$ is divided by its largest singular value $\sigma(W)$ (estimated by one step of power
-# iteration per training step), so no layer stretches its input by more than a factor 1 and $D$'s logit is
+# iteration at each forward pass in training mode), so no layer stretches its input by more than a factor 1 and $D$'s logit is
 # 1-Lipschitz in the image. The discriminator then cannot become arbitrarily sharp, and the generator's gradient
 # stays informative (lecture 09 returns to Lipschitz discriminators). On this budget it matters: with batch norm in
 # $D$ instead, the same training gave a clearly worse FID and samples skewed toward a few digits (try it: replace

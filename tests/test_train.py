@@ -416,3 +416,23 @@ def test_ema_update_and_fit_steps_reject_bad_input():
             train.fit_steps(Gaussian(), data(50), **(good | bad))
     with pytest.raises(TypeError, match="has none"):
         train.fit_steps(torch.nn.Linear(2, 2), data(50), **good)
+
+
+class BatchNormModel(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+
+    def loss(self, x):
+        return (self.net(x) - 1).pow(2).mean()
+
+
+def test_fit_steps_keeps_the_models_buffers_of_the_last_step():
+    """Only parameters are averaged: running statistics must be the trained ones, not the initial copy's."""
+    torch.manual_seed(0)
+    model = BatchNormModel()
+    x = torch.randn(200, 2) * 3 + 5
+    train.fit_steps(model, x, steps=50, batch_size=32, lr=1e-2, ema_decay=0.9)
+    bn = model.net[1]
+    assert bn.num_batches_tracked.item() == 50
+    assert not torch.equal(bn.running_mean, torch.zeros(2)) and not torch.equal(bn.running_var, torch.ones(2))
