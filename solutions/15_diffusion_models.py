@@ -604,8 +604,10 @@ ax.legend()
 # added to the time embedding. One model then serves as both the unconditional model ($y = 10$) and the
 # conditional one.
 #
-# The budget shapes the net: every sample costs $T$ network calls, so on a laptop CPU it must be tiny. It has
-# residual blocks only at 14 and 7 pixels; at 28 pixels a single convolution enters and one small head leaves.
+# The budget shapes the net: every sample costs $T$ network calls, so on a laptop CPU it must be tiny: one
+# residual block at 28 and at 14 pixels on the way down, two at 7 pixels (where a block is cheapest and sees the
+# whole digit), one at 14 on the way up, and a small head at 28: the layout of lecture 13's score network, with
+# the step and the label in place of the noise level.
 
 # %%
 class ResBlock(nn.Module):
@@ -633,18 +635,19 @@ class UNet(nn.Module):
         self.emb = emb
         self.time_mlp = nn.Sequential(nn.Linear(emb, emb), nn.SiLU(), nn.Linear(emb, emb))
         self.label_emb = nn.Embedding(n_classes + 1, emb)                # the last row is the null label
-        self.inc = nn.Conv2d(1, c1, 3, padding=1)
+        self.inc, self.block0 = nn.Conv2d(1, c1, 3, padding=1), ResBlock(c1, c1, emb)
         self.down1, self.block1 = nn.Conv2d(c1, c2, 3, stride=2, padding=1), ResBlock(c2, c2, emb)
-        self.down2, self.mid = nn.Conv2d(c2, c3, 3, stride=2, padding=1), ResBlock(c3, c3, emb)
+        self.down2 = nn.Conv2d(c2, c3, 3, stride=2, padding=1)
+        self.mid1, self.mid2 = ResBlock(c3, c3, emb), ResBlock(c3, c3, emb)
         self.up2, self.block2 = nn.ConvTranspose2d(c3, c2, 4, stride=2, padding=1), ResBlock(2 * c2, c2, emb)
         self.up1 = nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1)
         self.head = nn.Sequential(nn.Conv2d(2 * c1, c1, 3, padding=1), nn.SiLU(), nn.Conv2d(c1, 1, 3, padding=1))
 
     def forward(self, x, t, y):
         e = self.time_mlp(timestep_embedding(t, self.emb)) + self.label_emb(y)    # (B, emb)
-        h0 = self.inc(x)                                                 # (B, c1, 28, 28)
+        h0 = self.block0(self.inc(x), e)                                 # (B, c1, 28, 28)
         h1 = self.block1(self.down1(F.silu(h0)), e)                      # (B, c2, 14, 14)
-        h = self.mid(self.down2(h1), e)                                  # (B, c3, 7, 7)
+        h = self.mid2(self.mid1(self.down2(h1), e), e)                   # (B, c3, 7, 7)
         h = self.block2(torch.cat([self.up2(h), h1], dim=1), e)          # (B, c2, 14, 14)
         h = torch.cat([F.silu(self.up1(h)), h0], dim=1)                  # (B, 2 c1, 28, 28)
         return self.head(h)                                              # (B, 1, 28, 28)
@@ -708,7 +711,7 @@ print(f"U-Net parameters: {sum(p.numel() for p in ddpm.net.parameters()):,}; {ST
 
 
 # %%
-mnist_history = train_or_load(ddpm, LECTURE, "ddpm_mnist_cfg", lambda: fit_steps(
+mnist_history = train_or_load(ddpm, LECTURE, "ddpm_mnist_cfg2", lambda: fit_steps(
     ddpm, (x_train, y_train), steps=STEPS, batch_size=BATCH, lr=LR, ema_decay=EMA_DECAY, desc="training the U-Net"))
 steps = len(mnist_history["step_loss"])
 smooth = torch.tensor(mnist_history["step_loss"]).unfold(0, min(50, steps), 1).mean(1)
