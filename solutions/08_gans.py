@@ -770,15 +770,19 @@ widgets.interactive_plot(show_snapshot, data=list(TOY), variant=list(LOSSES),
 # $\beta_1 = 0.5$. Data are continuous images in $[0, 1]$ (`mnist.to_unit`); inside the networks they live in
 # $[-1, 1]$, so the discriminator rescales its input and `sample` maps the generator's $\tanh$ back.
 # The channel counts here are small (32 and 64, where the DCGAN paper's networks start at 128) so that a CPU
-# trains it in minutes; the generator gets one extra $3 \times 3$ convolution at 7 and at 14 pixels, cheap depth.
+# trains it in minutes; both networks get one extra $3 \times 3$ convolution at 7 and at 14 pixels, cheap depth.
 #
 # One change to the discriminator: **spectral normalization** (Miyato et al. 2018) instead of batch norm. Each
 # layer's weight matrix $W$ is divided by its largest singular value $\sigma(W)$ (estimated by one step of power
-# iteration at each forward pass in training mode), so no layer stretches its input by more than a factor 1 and $D$'s logit is
-# 1-Lipschitz in the image. The discriminator then cannot become arbitrarily sharp, and the generator's gradient
-# stays informative (lecture 09 returns to Lipschitz discriminators). On this budget it matters: with batch norm in
-# $D$ instead, the same training gave a clearly worse FID and samples skewed toward a few digits (try it: replace
-# the `sn(...)` wrappers by plain layers and put `nn.BatchNorm2d(2 * ch)` back after the second convolution).
+# iteration at each forward pass in training mode). For the final linear layer this caps the gain at exactly 1; for
+# a convolution $W$ is the kernel reshaped to (output channels, input channels $\times$ kernel size), and the cap
+# on the layer's gain holds only up to a factor set by the kernel size and stride, the approximation Miyato et al.
+# make. With leaky ReLUs (gain at most 1) in between, $D$'s logit has a bounded Lipschitz constant: the
+# discriminator cannot become arbitrarily sharp, and the generator's gradient stays informative (lecture 09
+# returns to Lipschitz discriminators). On this budget it matters: with batch norm in $D$ instead, the same
+# training gave a clearly worse FID and samples skewed toward a few digits (try it: replace the `sn(...)` wrappers
+# by plain layers and put `nn.BatchNorm2d(2 * ch)` back after the strided convolution to $2\,$`ch` channels).
+# So did the discriminator without its two $3 \times 3$ convolutions.
 
 # %%
 Z_DIM, CH = 64, 32
@@ -815,7 +819,9 @@ class DCDiscriminator(nn.Module):
         sn = nn.utils.parametrizations.spectral_norm                     # weight / (its largest singular value)
         self.net = nn.Sequential(
             sn(nn.Conv2d(1, ch, 4, stride=2, padding=1)), nn.LeakyReLU(0.2),                         # (B, ch, 14, 14)
+            sn(nn.Conv2d(ch, ch, 3, padding=1)), nn.LeakyReLU(0.2),
             sn(nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1)), nn.LeakyReLU(0.2),                    # (B, 2ch, 7, 7)
+            sn(nn.Conv2d(2 * ch, 2 * ch, 3, padding=1)), nn.LeakyReLU(0.2),
             nn.Flatten(), sn(nn.Linear(2 * ch * 7 * 7, 1)))
 
     def forward(self, x):
@@ -896,7 +902,7 @@ dc_G_avg = copy.deepcopy(dc_G)                                            # the 
 print(f"generator {sum(p.numel() for p in dc_G.parameters()):,} parameters, "
       f"discriminator {sum(p.numel() for p in dc_D.parameters()):,}; {DCGAN_STEPS} steps of batch 64 "
       f"= {DCGAN_STEPS * 64 / len(x_train):.1f} epochs")
-dc_history = train_or_load(nn.ModuleDict({"G": dc_G, "D": dc_D, "G_avg": dc_G_avg}), LECTURE, "dcgan_mnist_sn",
+dc_history = train_or_load(nn.ModuleDict({"G": dc_G, "D": dc_D, "G_avg": dc_G_avg}), LECTURE, "dcgan_mnist_sn2",
                            lambda: train_dcgan(dc_G, dc_D, dc_G_avg, x_train, DCGAN_STEPS))
 dc_G.eval()
 dc_G_avg.eval()
