@@ -875,9 +875,8 @@ print(f"sigma_1 = {sigma_1:.2f}, gamma = {gamma_mnist:.4f} -> L = {L_MNIST} leve
 # connections, built from residual blocks (GroupNorm, SiLU, two $3 \times 3$ convolutions and a shortcut), one at
 # 28 and one at 14 pixels on the way down, two at 7 pixels, one at 14 on the way up. The noise level enters every
 # block as a learned per-channel shift computed from a Fourier embedding of $\log\sigma$. It predicts
-# $\varepsilon$, as before. It is deliberately tiny (the parameter count is printed below, a few milliseconds per
-# image for a training step) so that training and sampling fit a laptop CPU; the networks of the papers are a
-# hundred times larger. Lecture 15 uses the same U-Net for its diffusion model, with a time step and a class label
+# $\varepsilon$, as before. It is deliberately tiny (the parameter count is printed below) so that training and
+# sampling fit a laptop CPU; the networks of the papers are a hundred times larger. Lecture 15 uses the same U-Net for its diffusion model, with a time step and a class label
 # in place of $\sigma$.
 
 # %%
@@ -973,7 +972,7 @@ plt.show()
 # bias). That rule assumes many steps per level; with $T = 1$ it picks a small $c$ (printed below), at which the
 # chains hardly move along the directions where the digits do vary: with data variance $v \gg \sigma_i^2$ a step
 # contracts only by $1 - c\,\sigma_i^2/(v + \sigma_i^2)$. We take $c = \tfrac12$, a quarter of the limit: a step
-# halves the distance to the data in the empty directions, the ratio above stays near 1, and the chains still
+# halves the distance to the data in the empty directions, the ratio above stays within a third of 1, and the chains still
 # travel along the data. (On this network, $c = \tfrac14$ and $c = 1$ both gave clearly worse FIDs than
 # $c = \tfrac12$; try them.)
 
@@ -1127,7 +1126,8 @@ record(LECTURE, "fid_floor", fid_floor, "FID (course classifier)", n_data=N_GEN,
 # ODE and the reverse SDEs, VE and VP alike, agree with each other and, with the exact score, with the data; the
 # same ODE, run forward, gives the model's exact log-likelihood, and with the exact score it reproduces the true
 # density. On MNIST compare each FID with the floor printed beside it, and look at the confident fractions: the
-# network has about 290 thousand parameters and eight epochs of training on a CPU (with an average of its weights), each
+# network is small (its parameter count is printed in section 7) and trains for about eight epochs in standard mode
+# (with an average of its weights), each
 # sampler about a hundred network evaluations per image where Song and Ermon used 1000, and the features are those
 # of a small classifier rather than Inception. The four samplers share the network and spend about the same number
 # of network evaluations, so the differences between their FIDs are the samplers' own: the stochastic ones
