@@ -972,9 +972,9 @@ plt.show()
 # bias). That rule assumes many steps per level; with $T = 1$ it picks a small $c$ (printed below), at which the
 # chains hardly move along the directions where the digits do vary: with data variance $v \gg \sigma_i^2$ a step
 # contracts only by $1 - c\,\sigma_i^2/(v + \sigma_i^2)$. We take $c = \tfrac12$, a quarter of the limit: a step
-# halves the distance to the data in the empty directions, the ratio above stays within a third of 1, and the chains still
-# travel along the data. (On this network, $c = \tfrac14$ and $c = 1$ both gave clearly worse FIDs than
-# $c = \tfrac12$; try them.)
+# halves the distance to the data in the empty directions, the ratio above stays within a third of 1, and the
+# chains still travel along the data. (On this network, $c = \tfrac14$ and $c = 1$ both gave clearly worse FIDs
+# than $c = \tfrac12$; try them.)
 
 # %%
 N_GEN = budget(smoke=64, standard=500, full=2000)                        # images per sampler (<= the held-out 5000)
@@ -1126,10 +1126,9 @@ record(LECTURE, "fid_floor", fid_floor, "FID (course classifier)", n_data=N_GEN,
 # ODE and the reverse SDEs, VE and VP alike, agree with each other and, with the exact score, with the data; the
 # same ODE, run forward, gives the model's exact log-likelihood, and with the exact score it reproduces the true
 # density. On MNIST compare each FID with the floor printed beside it, and look at the confident fractions: the
-# network is small (its parameter count is printed in section 7) and trains for about eight epochs in standard mode
-# (with an average of its weights), each
-# sampler about a hundred network evaluations per image where Song and Ermon used 1000, and the features are those
-# of a small classifier rather than Inception. The four samplers share the network and spend about the same number
+# network is small (its parameter count is printed in section 7) and trains for about eight epochs in standard
+# mode (with an average of its weights), each sampler spends about a hundred network evaluations per image where
+# Song and Ermon used 1000, and the features are those of a small classifier rather than Inception. The four samplers share the network and spend about the same number
 # of network evaluations, so the differences between their FIDs are the samplers' own: the stochastic ones
 # (annealed Langevin, the reverse SDE, predictor–corrector) inject fresh noise that can wash out part of the
 # network's errors, while the ODE, deterministic after its start, carries them to the end. A larger network,

@@ -1062,7 +1062,7 @@ print(f"ran in {elapsed:.0f} s ({MODE} mode)")
 # - **$\varepsilon$-prediction is denoising score matching**: $s_\theta = -\varepsilon_\theta/\sqrt{1-\bar\alpha_t}$;
 #   the denoiser $\hat x_0$ is Tweedie's formula. NCSN and DDPM are one family with different schedules and samplers.
 # - **Ancestral sampling** needs $T$ network calls; **DDIM** reuses the same network deterministically with far
-#   fewer, trading a little quality for a large speed-up (measured above).
+#   fewer, trading some quality for a large speed-up (both measured above).
 # - **Classifier-free guidance** needs only label dropout in training; $w$ trades diversity for class fidelity:
 #   class accuracy rises with $w$.
 # - The **training step** (Exercise 3) is a few lines: a random step and a fresh noise draw per example, $x_t$ in
