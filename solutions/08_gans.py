@@ -831,7 +831,8 @@ class DCDiscriminator(nn.Module):
 # %% [markdown]
 # The loop is the 2-D one with images: one discriminator step, one non-saturating generator step, the learning
 # rate decaying linearly to 0, snapshots of 64 fixed noise vectors along the way. The real batch goes to
-# $[-1, 1]$ with $2x - 1$. One departure from the DCGAN recipe: Adam without momentum, $\beta_1 = 0$ and
+# $[-1, 1]$ with $2x - 1$. Two departures from the DCGAN recipe. A learning rate of $3 \cdot 10^{-4}$ (on this
+# budget it gave a clearly better FID than $2 \cdot 10^{-4}$). And Adam without momentum, $\beta_1 = 0$ and
 # $\beta_2 = 0.9$, the setting of Gulrajani et al. (2017) for Lipschitz-constrained discriminators. In a game,
 # momentum keeps each player moving in the direction that answered its opponent some steps ago, which makes the
 # two oscillate (the 2-D loop above keeps a short memory, $\beta_1 = 0.5$, for this reason; Gidel et al. 2019 show
@@ -866,7 +867,7 @@ def recompute_batch_norm(G, n_batches=20, batch=500, seed=2):
 
 
 # %%
-def train_dcgan(G, D, G_avg, images, steps, batch=64, lr=2e-4, beta=0.999, n_snapshots=6, seed=0):
+def train_dcgan(G, D, G_avg, images, steps, batch=64, lr=3e-4, beta=0.999, n_snapshots=6, seed=0):
     opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.0, 0.9))   # no momentum (see the text)
     opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.0, 0.9))
     decay = [torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / steps) for opt in (opt_d, opt_g)]
@@ -907,7 +908,7 @@ dc_G_avg = copy.deepcopy(dc_G)                                            # the 
 print(f"generator {sum(p.numel() for p in dc_G.parameters()):,} parameters, "
       f"discriminator {sum(p.numel() for p in dc_D.parameters()):,}; {DCGAN_STEPS} steps of batch 64 "
       f"= {DCGAN_STEPS * 64 / len(x_train):.1f} epochs")
-dc_history = train_or_load(nn.ModuleDict({"G": dc_G, "D": dc_D, "G_avg": dc_G_avg}), LECTURE, "dcgan_mnist_sn3",
+dc_history = train_or_load(nn.ModuleDict({"G": dc_G, "D": dc_D, "G_avg": dc_G_avg}), LECTURE, "dcgan_mnist_sn4",
                            lambda: train_dcgan(dc_G, dc_D, dc_G_avg, x_train, DCGAN_STEPS))
 dc_G.eval()
 dc_G_avg.eval()
