@@ -876,8 +876,8 @@ print(f"sigma_1 = {sigma_1:.2f}, gamma = {gamma_mnist:.4f} -> L = {L_MNIST} leve
 # 28 and one at 14 pixels on the way down, two at 7 pixels, one at 14 on the way up. The noise level enters every
 # block as a learned per-channel shift computed from a Fourier embedding of $\log\sigma$. It predicts
 # $\varepsilon$, as before. It is deliberately tiny (the parameter count is printed below) so that training and
-# sampling fit a laptop CPU; the networks of the papers are a hundred times larger. Lecture 15 uses the same U-Net for its diffusion model, with a time step and a class label
-# in place of $\sigma$.
+# sampling fit a laptop CPU; the networks of the papers are a hundred times larger. Lecture 15 uses the same
+# U-Net for its diffusion model, with a time step and a class label in place of $\sigma$.
 
 # %%
 class ResBlock(nn.Module):
@@ -1128,11 +1128,12 @@ record(LECTURE, "fid_floor", fid_floor, "FID (course classifier)", n_data=N_GEN,
 # density. On MNIST compare each FID with the floor printed beside it, and look at the confident fractions: the
 # network is small (its parameter count is printed in section 7) and trains for about eight epochs in standard
 # mode (with an average of its weights), each sampler spends about a hundred network evaluations per image where
-# Song and Ermon used 1000, and the features are those of a small classifier rather than Inception. The four samplers share the network and spend about the same number
-# of network evaluations, so the differences between their FIDs are the samplers' own: the stochastic ones
-# (annealed Langevin, the reverse SDE, predictor–corrector) inject fresh noise that can wash out part of the
-# network's errors, while the ODE, deterministic after its start, carries them to the end. A larger network,
-# longer training and more steps per level (`full` mode, or a GPU) are what close the gap to the floor.
+# Song and Ermon used 1000, and the features are those of a small classifier rather than Inception. The four
+# samplers share the network and spend about the same number of network evaluations, so the differences between
+# their FIDs are the samplers' own: the stochastic ones (annealed Langevin, the reverse SDE, predictor–corrector)
+# inject fresh noise that can wash out part of the network's errors, while the ODE, deterministic after its start,
+# carries them to the end. A larger network, longer training and more steps per level (`full` mode, or a GPU) are
+# what close the gap to the floor.
 #
 # ## Summary
 #
