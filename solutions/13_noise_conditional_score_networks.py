@@ -1172,6 +1172,8 @@ record(LECTURE, "fid_floor", fid_floor, "FID (course classifier)", n_data=N_GEN,
 #   $\sigma_L$ covers both with evenly overlapping levels.
 # - A **noise-conditional score network** learns all levels at once; the weighting $\lambda(\sigma) = \sigma^2$
 #   makes every level count equally and is the same as predicting the noise, $s_\theta = -\varepsilon_\theta/\sigma$.
+#   On MNIST, drawing more often the levels where digits take shape, and capping the weight of the nearly clean
+#   ones, buys much better samples from the same training budget.
 # - **Annealed Langevin dynamics** with $\eta_i \propto \sigma_i^2$, below the stability limit $2\sigma_i^2$,
 #   distributes the chains among the modes while they are still connected and then sharpens them: it fixes the
 #   mode weights that plain Langevin gets wrong.

@@ -919,8 +919,8 @@ fig = plot.samples_beside_real({f"DDPM, {T_MNIST} steps": to_unit_range(ddpm_x),
 # stochastic samplers' fresh noise at every step corrects part of the network's errors, while the deterministic
 # one follows them to the end: compare the two curves at the same $S$. A stochastic chain of more steps lets the
 # network's errors in at more steps too, so the full $T$-step chain need not beat a coarse one. And FID from
-# $N = 500$ samples moves by several points from one draw of the noise to another, so small differences between
-# the points mean little. Where a curve stops improving as $S$ grows, the solver is no longer what limits the
+# $N = 500$ samples changes noticeably from one draw of the noise to another (change the generator's seed and
+# rerun), so small differences between the points mean little. Where a curve stops improving as $S$ grows, the solver is no longer what limits the
 # samples: the network is. Every number is to be compared with the floor, not with 0.
 #
 # ## 7. Classifier-free guidance
