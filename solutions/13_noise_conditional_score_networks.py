@@ -948,8 +948,9 @@ print(f"{sum(p.numel() for p in ncsn_mnist.parameters()):,} parameters")
 # diffusion models (Nichol and Dhariwal 2021; lecture 15) written as a noise level for data in $[0, 1]$. Second,
 # the nearly clean levels count less. In the $\varepsilon$-form an example's loss is its denoising error
 # $\lVert \hat x_0 - x_0 \rVert^2$ magnified by $1/\sigma^2$, so the smallest levels get outsized gradients; each
-# term is multiplied by $\min(1, 20\sigma^2)$, which is 1 above $\sigma \approx 0.22$ (the min-SNR weighting of
-# Hang et al. 2023 with their $\gamma = 5$, as in lecture 15). Neither change moves the minimizer at any one level:
+# term is multiplied by $\min(1, 20\sigma^2)$, which is 1 above $\sigma \approx 0.22$: the min-SNR weighting
+# $\min(\mathrm{SNR}, \gamma)/\mathrm{SNR}$ of Hang et al. (2023) with their $\gamma = 5$, as in lecture 15, where
+# $\mathrm{SNR} = 1/(2\sigma)^2$ is the signal-to-noise ratio on that lecture's $[-1, 1]$ scale. Neither change moves the minimizer at any one level:
 # they only spread the small network's capacity and its short training differently over the levels. On this
 # budget they improved the FIDs of annealed Langevin and of the reverse SDE a lot (try it: delete the `loss`
 # method, and the model trains with Exercise 2's loss).
