@@ -880,7 +880,7 @@ Diffusion.ddim_sample = ddim_sample
 
 # %%
 DDIM_STEPS = budget(smoke=[5, 10], standard=[5, 10, 20, 50], full=[5, 10, 20, 50, 100, 250])
-ETAS = [0.0, 1.0]                                                       # deterministic; ancestral on the coarse chain
+ETAS = {0.0: "deterministic", 1.0: "ancestral, coarse chain"}          # eta: what that DDIM is
 ddim_x, ddim_fid, ddim_seconds = {}, {}, {}
 for eta in ETAS:
     for S in DDIM_STEPS:
@@ -898,8 +898,8 @@ for eta in ETAS:
 
 # %%
 fig, ax = plt.subplots(figsize=(5.5, 3.8))
-for eta, label in [(0.0, "DDIM, eta = 0 (deterministic)"), (1.0, "DDIM, eta = 1 (ancestral, coarse chain)")]:
-    ax.plot(DDIM_STEPS, [ddim_fid[eta, S] for S in DDIM_STEPS], "o-", label=label)
+for eta, kind in ETAS.items():
+    ax.plot(DDIM_STEPS, [ddim_fid[eta, S] for S in DDIM_STEPS], "o-", label=f"DDIM, eta = {eta:g} ({kind})")
 ax.plot([T_MNIST], [ddpm_fid], "s", color="C3", label=f"DDPM, {T_MNIST} steps")
 ax.axhline(fid_floor, color="gray", ls=":", label=f"floor: {N_FID} real images")
 ax.set(xscale="log", xlabel="network calls per sample", ylabel="FID (course classifier)",
