@@ -488,17 +488,31 @@ lecture15.check_ddpm_step(ddpm_step)
 # a doubled batch (labels and null labels together), combined by `guided_eps` (Exercise 5, written in section 7;
 # until then every call has `w = 1`). `clip` optionally clips $\hat x_0$ to the data range (for images in
 # $[-1, 1]$) and recomputes the noise from it, so the step uses the posterior mean at the clipped $\hat x_0$.
+#
+# As in lecture 13, on a CPU the network gets at most `CHUNK` inputs per call: a few small calls are faster than
+# one big one whose activations no longer fit in the processor's cache, and the result is the same.
 
 # %%
+CHUNK = 128 if device.type == "cpu" else None                           # most inputs per network call (None: all)
+
+
+def net_in_chunks(net, x, t, y):
+    """net(x, t, y) on slices of at most CHUNK rows, concatenated (y may be None)."""
+    if CHUNK is None or len(x) <= CHUNK:
+        return net(x, t, y)
+    return torch.cat([net(x[i:i + CHUNK], t[i:i + CHUNK], None if y is None else y[i:i + CHUNK])
+                      for i in range(0, len(x), CHUNK)])
+
+
 def eps(self, x_t, t, y=None, w=1.0):
     """The (guided) noise prediction at integer step t for the whole batch; y (B,) labels, w the guidance weight."""
     tt = torch.full((len(x_t),), t, device=x_t.device)
     if y is None or w == 1.0:
-        return self.net(x_t, tt, y)
+        return net_in_chunks(self.net, x_t, tt, y)
     null = torch.full_like(y, self.n_classes)
     if w == 0.0:
-        return self.net(x_t, tt, null)
-    eps_c, eps_u = self.net(torch.cat([x_t, x_t]), torch.cat([tt, tt]), torch.cat([y, null])).chunk(2)
+        return net_in_chunks(self.net, x_t, tt, null)
+    eps_c, eps_u = net_in_chunks(self.net, torch.cat([x_t, x_t]), torch.cat([tt, tt]), torch.cat([y, null])).chunk(2)
     return guided_eps(eps_c, eps_u, w)                                   # Exercise 5 (section 7)
 
 
@@ -658,14 +672,14 @@ class UNet(nn.Module):
 # papers use 1000; fewer steps keep sampling affordable here, and the cosine schedule degrades least), and labels
 # dropped with probability `P_UNCOND` $= 0.5$.
 #
-# **One network, unguided and guided.** Replacing the label by the null label trains the *unconditional* model
-# $\varepsilon_\theta(x_t, t, \varnothing)$ inside the same network: the unguided samples of sections 5 and 6 come
-# from it, and guidance (section 7) needs it as well. Ho and Salimans (2021) drop labels 10 or 20% of the time,
-# over hundreds of thousands of steps. In a run of a few thousand CPU steps that would leave the null-label branch
-# a tenth of an already short training. We drop half: the conditional branch still sees half of
-# the examples, and it shares every weight except one row of the label table with the null branch. That is the
-# choice between the two goals of this lecture, good unguided samples and guidance that hits the requested class;
-# section 7 measures the second.
+# **One network, conditional and unconditional.** Replacing the label by the null label trains the
+# *unconditional* model $\varepsilon_\theta(x_t, t, \varnothing)$ inside the same network as the conditional one
+# $\varepsilon_\theta(x_t, t, y)$. Guidance (section 7) needs both, and both are models of the digits: the
+# unconditional one directly, the conditional one once the label is drawn first, $y \sim p(y)$ then
+# $x \sim p_\theta(x \mid y)$ (sections 5 and 6 compare the two). Ho and Salimans (2021) drop labels 10 or 20% of
+# the time, over hundreds of thousands of steps. In a run of a few thousand CPU steps that would leave the
+# null-label branch a tenth of an already short training. We drop half: the conditional branch still sees half of
+# the examples, and it shares every weight except one row of the label table with the null branch.
 #
 # **Min-SNR weighting.** Written as an error in $x_0$, the $\varepsilon$-loss at step $t$ is
 # $\|\varepsilon_\theta - \varepsilon\|^2 = \mathrm{SNR}_t\, \|\hat x_0 - x_0\|^2$ with
@@ -688,7 +702,7 @@ class UNet(nn.Module):
 
 # %%
 T_MNIST = budget(smoke=25, standard=200, full=1000)
-STEPS = budget(smoke=15, standard=15000, full=40000)
+STEPS = budget(smoke=15, standard=14000, full=40000)
 BATCH, LR = budget(smoke=(32, 4e-3), standard=(32, 4e-3), full=(128, 2e-3))
 EMA_DECAY = budget(smoke=0.9, standard=0.999, full=0.9995)
 P_UNCOND, NULL = 0.5, 10                                                 # label dropout; the null label
@@ -712,7 +726,7 @@ print(f"U-Net parameters: {sum(p.numel() for p in ddpm.net.parameters()):,}; {ST
 
 
 # %%
-mnist_history = train_or_load(ddpm, LECTURE, "ddpm_mnist_cfg3", lambda: fit_steps(
+mnist_history = train_or_load(ddpm, LECTURE, "ddpm_mnist_cfg4", lambda: fit_steps(
     ddpm, (x_train, y_train), steps=STEPS, batch_size=BATCH, lr=LR, ema_decay=EMA_DECAY, desc="training the U-Net"))
 steps = len(mnist_history["step_loss"])
 smooth = torch.tensor(mnist_history["step_loss"]).unfold(0, min(50, steps), 1).mean(1)
@@ -768,9 +782,14 @@ widgets.interactive_plot(show_denoising, t=widgets.slider(T_SHOWN[len(T_SHOWN) /
 # classifier also reports the **confident fraction**, the share of samples it assigns to one digit with
 # probability at least 0.9 (real test digits: nearly all).
 #
-# The samples of this section and the next are **unguided**: every one carries the null label, so they come from
-# the unconditional model $\varepsilon_\theta(x_t, t, \varnothing)$, which knows nothing of the class it should
-# draw. (Section 7 adds the labels back, and guidance.)
+# The samples of this section and the next are **unguided**: no guidance pushes them towards a class (that is
+# section 7). The network holds two models of the digits, and both are unguided:
+#
+# - the **conditional model without guidance** (the $w = 1$ of section 7; Ho and Salimans's $w = 0$): draw a label
+#   $y$ from the training digits' class frequencies $p(y)$, then sample $p_\theta(x \mid y)$. Together that is a
+#   sample of $\sum_y p(y)\, p_\theta(x \mid y)$, a model of $p(x)$. This is the main sampler below.
+# - the **unconditional model**: every sample carries the null label, $\varepsilon_\theta(x_t, t, \varnothing)$, and
+#   the network must also decide which digit to draw. Section 6 compares it with the first.
 
 # %%
 clf = evaluation.mnist_classifier()
@@ -803,15 +822,20 @@ def timed(fn):
 
 
 # %%
-unguided = torch.full((N_FID,), NULL, device=device)                    # the null label: the unconditional model
-ddpm_x, ddpm_seconds = timed(lambda: ddpm.sample(N_FID, (1, 28, 28), y=unguided, clip=1.0,
+class_freq = torch.bincount(train_labels, minlength=10).double() / len(train_labels)  # p(y) of the training digits
+unguided = torch.multinomial(class_freq, N_FID, replacement=True,
+                             generator=torch.Generator().manual_seed(0)).to(device)    # y ~ p(y), one per sample
+null = torch.full((N_FID,), NULL, device=device)                        # the null label: the unconditional model
+ddpm_x, ddpm_seconds = timed(lambda: ddpm.sample(N_FID, (1, 28, 28), y=unguided, w=1.0, clip=1.0,
                                                  generator=torch.Generator().manual_seed(0)))
 ddpm_fid = fid_to_test(to_unit_range(ddpm_x))
 ddpm_confident = evaluation.confident_fraction(to_unit_range(ddpm_x), clf)
-print(f"DDPM, {T_MNIST} steps, unguided: FID {ddpm_fid:.2f} from {N_FID} samples (floor {fid_floor:.2f}); "
+print(f"DDPM, {T_MNIST} steps, unguided (y ~ p(y), w = 1): FID {ddpm_fid:.2f} from {N_FID} samples "
+      f"(floor {fid_floor:.2f}); "
       f"{ddpm_confident:.0%} confidently classified; {ddpm_seconds:.1f} s, {1000 * ddpm_seconds / N_FID:.1f} ms per image")
 ddpm_digits = torch.bincount(evaluation.predict(to_unit_range(ddpm_x), clf), minlength=10)
-print(f"samples per predicted digit {ddpm_digits.tolist()} (the test set: about {N_FID // 10} each)")
+print(f"samples per predicted digit {ddpm_digits.tolist()} (labels drawn: "
+      f"{torch.bincount(unguided.cpu(), minlength=10).tolist()})")
 fig = plot.samples_beside_real({f"DDPM, {T_MNIST} steps, unguided": to_unit_range(ddpm_x)}, x_test)
 
 # %% [markdown]
@@ -903,7 +927,7 @@ for eta, kind in ETAS.items():
 ax.plot([T_MNIST], [ddpm_fid], "s", color="C3", label=f"DDPM, {T_MNIST} steps")
 ax.axhline(fid_floor, color="gray", ls=":", label=f"floor: {N_FID} real images")
 ax.set(xscale="log", xlabel="network calls per sample", ylabel="FID (course classifier)",
-       title="unguided samples: quality vs number of steps", xticks=DDIM_STEPS + [T_MNIST],
+       title="unguided samples (y ~ p(y), w = 1): quality vs steps", xticks=DDIM_STEPS + [T_MNIST],
        xticklabels=[str(S) for S in DDIM_STEPS + [T_MNIST]])
 ax.minorticks_off()
 ax.legend()
@@ -920,8 +944,36 @@ fig = plot.samples_beside_real({f"DDPM, {T_MNIST} steps": to_unit_range(ddpm_x),
 # one follows them to the end: compare the two curves at the same $S$. A stochastic chain of more steps lets the
 # network's errors in at more steps too, so the full $T$-step chain need not beat a coarse one. And FID from
 # $N = 500$ samples changes noticeably from one draw of the noise to another (change the generator's seed and
-# rerun), so small differences between the points mean little. Where a curve stops improving as $S$ grows, the solver is no longer what limits the
-# samples: the network is. Every number is to be compared with the floor, not with 0.
+# rerun), so small differences between the points mean little. Where a curve stops improving as $S$ grows, the
+# solver is no longer what limits the samples: the network is. Every number is to be compared with the floor,
+# not with 0.
+#
+# ### The unconditional model
+# The same two samplers with `S_SHOW` steps and the same $x_T$, now with the null label: the unconditional model
+# $\varepsilon_\theta(x_t, t, \varnothing)$, the other unguided model of the digits (section 5).
+
+# %%
+null_x, null_fid, null_confident = {}, {}, {}
+for eta in ETAS:
+    null_x[eta] = ddpm.ddim_sample(N_FID, (1, 28, 28), S_SHOW, y=null, eta=eta,
+                                   generator=torch.Generator().manual_seed(0))
+    null_fid[eta] = fid_to_test(to_unit_range(null_x[eta]))
+    null_confident[eta] = evaluation.confident_fraction(to_unit_range(null_x[eta]), clf)
+    print(f"DDIM, eta = {eta:g}, {S_SHOW} steps, null label: FID {null_fid[eta]:6.2f}, "
+          f"{null_confident[eta]:.0%} confidently classified (label drawn first: FID {ddim_fid[eta, S_SHOW]:6.2f}, "
+          f"{ddim_confident[eta]:.0%})")
+fig = plot.samples_beside_real({f"null label, eta = {eta:g}": to_unit_range(null_x[eta]) for eta in ETAS}, x_test)
+
+# %% [markdown]
+# Both are models of the same digits, yet compare the numbers: with this network, the unconditional model scores
+# worse than the label drawn first, and worst of all with the deterministic sampler. A likely reason is the extra
+# decision it has to make. Near $x_T$ its noise estimate is that of the average of all digits; along the way the
+# chains must split into ten groups, one per digit, and the split runs through regions of $x_t$ where the small
+# network's estimate is least accurate. A deterministic chain that starts near such a boundary follows the
+# network's error to the end and can finish between two digits, a hybrid that the classifier is not sure of (look
+# for them in the grid); fresh noise at every step gives a stochastic chain a chance to leave such a path. With
+# the label drawn first, the network never has to make that decision. This is one reason why conditional models,
+# and guidance on top of them, are the norm in practice.
 #
 # ## 7. Classifier-free guidance
 #
@@ -1003,8 +1055,9 @@ widgets.interactive_plot(show_guidance, w=ipywidgets.SelectionSlider(options=W_G
                                                                     continuous_update=False))
 
 # %% [markdown]
-# At $w = 0$ the label is ignored, so accuracy sits at chance (10%): these are unguided samples, as in sections 5
-# and 6. At $w = 1$ they are the plain conditional model's. Raising $w$ pushes each sample towards its class:
+# At $w = 0$ the label is ignored, so accuracy sits at chance (10%): these are the unconditional model's samples,
+# as at the end of section 6. At $w = 1$ they are the plain conditional model's, the unguided sampler of sections 5
+# and 6 with its labels in turn instead of drawn. Raising $w$ pushes each sample towards its class:
 # strokes get bolder and more uniform, and accuracy climbs while diversity falls. FID rewards matching the whole
 # distribution, diversity included, so strong guidance makes it worse once the samples of each class become too
 # alike, even while accuracy still climbs. That is the fidelity-diversity trade-off that guidance controls in
@@ -1047,17 +1100,22 @@ FID_UNIT = "FID (course classifier)"
 note = (f"course-classifier FID (not Inception), {N_FID} samples vs the {len(x_test)} reference test images; "
         f"{steps} training steps of {BATCH}")
 record(LECTURE, "ddpm_fid", ddpm_fid, FID_UNIT, n_data=N_FID, wall_time_s=elapsed,
-       note=f"ancestral sampling, T = {T_MNIST}, unguided (null label); {note}")
+       note=f"ancestral sampling, T = {T_MNIST}, unguided (y ~ p(y), conditional model, w = 1); {note}")
 record(LECTURE, "ddpm_confident_fraction", ddpm_confident, "fraction", n_data=N_FID, wall_time_s=elapsed,
        note="unguided ancestral samples the course classifier assigns to a digit with probability >= 0.9")
 for eta in ETAS:
     tag = "" if eta == 0 else f"_eta{eta:g}"
     for S in DDIM_STEPS:
         record(LECTURE, f"ddim{S}{tag}_fid", ddim_fid[eta, S], FID_UNIT, n_data=N_FID, wall_time_s=elapsed,
-               note=f"DDIM eta = {eta:g}, {S} steps, unguided (null label); {note}")
+               note=f"DDIM eta = {eta:g}, {S} steps, unguided (y ~ p(y), w = 1); {note}")
     record(LECTURE, f"ddim{S_SHOW}{tag}_confident_fraction", ddim_confident[eta], "fraction", n_data=N_FID,
-           wall_time_s=elapsed, note=f"unguided DDIM-{S_SHOW} (eta = {eta:g}) samples the course classifier "
-                                     "assigns to a digit with probability >= 0.9")
+           wall_time_s=elapsed, note=f"unguided DDIM-{S_SHOW} (eta = {eta:g}; y ~ p(y), w = 1) samples the course "
+                                     "classifier assigns to a digit with probability >= 0.9")
+    record(LECTURE, f"null_ddim{S_SHOW}{tag}_fid", null_fid[eta], FID_UNIT, n_data=N_FID, wall_time_s=elapsed,
+           note=f"DDIM eta = {eta:g}, {S_SHOW} steps, unconditional model (null label); {note}")
+    record(LECTURE, f"null_ddim{S_SHOW}{tag}_confident_fraction", null_confident[eta], "fraction", n_data=N_FID,
+           wall_time_s=elapsed, note=f"unconditional (null label) DDIM-{S_SHOW} (eta = {eta:g}) samples the course "
+                                     "classifier assigns to a digit with probability >= 0.9")
 record(LECTURE, "fid_floor", fid_floor, FID_UNIT, n_data=N_FID, wall_time_s=elapsed,
        note=f"{N_FID} held-out real training images vs the reference set (evaluation.fid_floor)")
 for w in W_GRID:
@@ -1097,10 +1155,13 @@ print(f"ran in {elapsed:.0f} s ({MODE} mode)")
 # - The **training step** (Exercise 3) is a few lines: a random step and a fresh noise draw per example, $x_t$ in
 #   closed form, and a weighted squared error of the predicted noise. The weights $w_t$ choose the member of the
 #   family: $L_\text{simple}$, the ELBO, or min-SNR.
+# - One network holds two unguided models of the digits: the conditional one with the label drawn first, and the
+#   unconditional one (the null label). With this small network the first gives the better samples, and the
+#   unconditional one is the one the deterministic sampler hurts most (measured in section 6).
 # - Honest scale: a small U-Net, $T = 200$ and 14000 CPU training steps of 32 images in standard mode (about eight
-#   epochs), with labels dropped half of the time so that the unguided (null-label) model trains too. Its samples are
-#   scored against the floor of real digits with the course's FID protocol (lecture 14). These course-classifier
-#   FIDs are not comparable with published Inception FIDs.
+#   epochs), with labels dropped half of the time so that the unconditional (null-label) model trains too. Its
+#   samples are scored against the floor of real digits with the course's FID protocol (lecture 14). These
+#   course-classifier FIDs are not comparable with published Inception FIDs.
 #
 # ## References
 # - J. Sohl-Dickstein, E. Weiss, N. Maheswaranathan, S. Ganguli. *Deep Unsupervised Learning using Nonequilibrium
