@@ -676,7 +676,7 @@ class UNet(nn.Module):
 # *unconditional* model $\varepsilon_\theta(x_t, t, \varnothing)$ inside the same network as the conditional one
 # $\varepsilon_\theta(x_t, t, y)$. Guidance (section 7) needs both, and both are models of the digits: the
 # unconditional one directly, the conditional one once the label is drawn first, $y \sim p(y)$ then
-# $x \sim p_\theta(x \mid y)$ (sections 5 and 6 compare the two). Ho and Salimans (2021) drop labels 10 or 20% of
+# $x \sim p_\theta(x \mid y)$ (section 6 compares the two). Ho and Salimans (2021) drop labels 10 or 20% of
 # the time, over hundreds of thousands of steps. In a run of a few thousand CPU steps that would leave the
 # null-label branch a tenth of an already short training. We drop half: the conditional branch still sees half of
 # the examples, and it shares every weight except one row of the label table with the null branch.
